@@ -1,0 +1,3 @@
+from digitalme.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""The application factory: builds the DigitalMe host and its middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from digitalme import __version__
+from digitalme.host import conversations, diagnostics, personality
+from digitalme.host.auth import routes as auth_routes
+from digitalme.host.auth.service import AuthService
+from digitalme.host.auth.tokens import TokenService, resolve_jwt_secret
+from digitalme.host.db import Database
+from digitalme.host.errors import install_error_handlers
+from digitalme.host.guard.middleware import SecurityGuardMiddleware
+from digitalme.host.llm import ConversationModel, build_conversation_model
+from digitalme.host.request_id import RequestIdMiddleware
+from digitalme.host.security_events import SecurityEvents
+from digitalme.host.state import HostServices
+from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.settings import Environment, Settings, load_settings
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    security_events: SecurityEvents | None = None,
+    llm: ConversationModel | None = None,
+) -> FastAPI:
+    """Build the service. Migrations are applied by the caller (``digitalme db upgrade``)."""
+    clock = clock or SystemClock()
+    events = security_events or SecurityEvents()
+    database = Database(settings.database_url)
+    secret = resolve_jwt_secret(settings.auth, settings.server.data_dir)
+    auth = AuthService(settings.auth, TokenService(settings.auth, secret, clock), events, clock)
+    model = llm if llm is not None else build_conversation_model(settings.claude)
+    services = HostServices(
+        settings=settings,
+        database=database,
+        security_events=events,
+        clock=clock,
+        auth=auth,
+        llm=model,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if model is not None:
+                await model.aclose()
+            await database.dispose()
+
+    app = FastAPI(title="DigitalMe", version=__version__, lifespan=lifespan)
+    app.state.host = services
+    install_error_handlers(app)
+    app.include_router(auth_routes.router)
+    app.include_router(personality.router)
+    app.include_router(conversations.router)
+    if settings.environment is not Environment.PRODUCTION:
+        app.include_router(diagnostics.router)
+
+    def identify(scope: Scope) -> str | None:
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" and token else None
+        return auth.identify(bearer, headers.get("x-api-key"))
+
+    # Starlette wraps in reverse order: the last added runs first.
+    app.add_middleware(
+        SecurityGuardMiddleware,
+        settings=settings.security,
+        events=events,
+        identify=identify,
+        redis_url=settings.redis_url,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (worker processes load settings themselves)."""
+    from digitalme.logging import configure_logging
+
+    configure_logging()
+    return create_app(load_settings())

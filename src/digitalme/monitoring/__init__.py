@@ -1,0 +1,1 @@
+"""The reusable monitoring layer. It never imports :mod:`digitalme.host`."""
