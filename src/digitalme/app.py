@@ -17,6 +17,7 @@ from digitalme.host.auth.tokens import TokenService, resolve_jwt_secret
 from digitalme.host.db import Database
 from digitalme.host.errors import install_error_handlers
 from digitalme.host.guard.middleware import SecurityGuardMiddleware
+from digitalme.host.guard.rate_limit import RateLimiter
 from digitalme.host.llm import ConversationModel, build_conversation_model
 from digitalme.host.request_id import RequestIdMiddleware
 from digitalme.host.security_events import SecurityEvents
@@ -39,6 +40,7 @@ def create_app(
     secret = resolve_jwt_secret(settings.auth, settings.server.data_dir)
     auth = AuthService(settings.auth, TokenService(settings.auth, secret, clock), events, clock)
     model = llm if llm is not None else build_conversation_model(settings.claude)
+    rate_limiter = RateLimiter.from_settings(settings.security, settings.redis_url)
     services = HostServices(
         settings=settings,
         database=database,
@@ -53,6 +55,7 @@ def create_app(
         try:
             yield
         finally:
+            await rate_limiter.aclose()
             if model is not None:
                 await model.aclose()
             await database.dispose()
@@ -79,7 +82,7 @@ def create_app(
         settings=settings.security,
         events=events,
         identify=identify,
-        redis_url=settings.redis_url,
+        rate_limiter=rate_limiter,
     )
     app.add_middleware(RequestIdMiddleware)
     return app

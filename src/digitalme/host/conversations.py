@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from digitalme.host.auth.deps import CurrentPrincipal
@@ -22,6 +22,7 @@ from digitalme.host.auth.service import Principal
 from digitalme.host.errors import NotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from digitalme.host.llm import (
     ChatTurn,
+    ConversationModel,
     LlmError,
     LlmRateLimited,
     LlmTimeout,
@@ -54,19 +55,21 @@ def _not_blank(value: str) -> str:
     return value
 
 
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+Content = Annotated[
+    str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS), AfterValidator(_not_blank)
+]
+
+
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile_id: int
-    title: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)] | None = (
-        None
-    )
+    title: Title | None = Field(default=None, description="defaults to the profile's name")
 
 
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: Annotated[
-        str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS), AfterValidator(_not_blank)
-    ]
+    content: Content
 
 
 class ConversationOut(BaseModel):
@@ -193,25 +196,29 @@ async def post_message(
     system = build_system_prompt(profile.name, profile.data)
     history = await _latest_messages(session, conversation.id, MAX_HISTORY_TURNS)
     turns = [*history_turns(history), ChatTurn(TurnRole.USER, body.content)]
-    owner_id, profile_id = conversation.owner_id, profile.id
+    profile_id = profile.id
     received_at = services.clock.now()
     await session.rollback()
 
     reply = await _generate(
-        services, model_call=model.reply, system=system, turns=turns, user_id=owner_id,
+        services,
+        model,
+        system=system,
+        turns=turns,
+        user_id=principal.user_id,
         profile_id=profile_id,
     )
 
-    # Write phase: both messages in one transaction, or neither.
-    replied_at = services.clock.now()
-    touched = await session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id)
-        .values(updated_at=replied_at)
+    # Write phase: both messages in one transaction, or neither. The row lock
+    # (PostgreSQL; SQLite serialises writers anyway) keeps the conversation from
+    # being deleted under the insert.
+    current = await session.scalar(
+        select(Conversation).where(Conversation.id == conversation_id).with_for_update()
     )
-    if getattr(touched, "rowcount", 1) == 0:
-        await session.rollback()
+    if current is None:
         raise NotFound(f"id: no conversation {conversation_id}")
+    replied_at = services.clock.now()
+    current.updated_at = replied_at
     user_message = Message(
         conversation_id=conversation_id,
         role=TurnRole.USER.value,
@@ -239,19 +246,23 @@ async def post_message(
 
 async def _generate(
     services: HostServices,
+    model: ConversationModel,
     *,
-    model_call: Any,
     system: str,
     turns: list[ChatTurn],
     user_id: int,
     profile_id: int,
 ) -> Reply:
-    """Call the model, report the generation once, and turn its errors into API errors."""
+    """Call the model, report the generation once, and turn its errors into API errors.
+
+    The report is made whatever happens, including cancellation (the client went
+    away) and a model that breaks its contract by raising something else.
+    """
     configured_model = services.settings.claude.model
     started = services.clock.monotonic()
     try:
-        reply: Reply = await model_call(system=system, turns=turns)
-    except LlmError as exc:
+        reply = await model.reply(system=system, turns=turns)
+    except BaseException as exc:
         record_generation(
             duration_seconds=services.clock.monotonic() - started,
             model=configured_model,
@@ -260,7 +271,9 @@ async def _generate(
             profile_id=profile_id,
             error=exc,
         )
-        raise _api_error(exc) from None
+        if isinstance(exc, LlmError):
+            raise _api_error(exc) from None
+        raise
     record_generation(
         duration_seconds=services.clock.monotonic() - started,
         model=configured_model,
@@ -275,7 +288,7 @@ def _api_error(exc: LlmError) -> ServiceUnavailable | UpstreamError | UpstreamTi
     """The client-facing error: our wording only, never the upstream's body."""
     if isinstance(exc, LlmTimeout):
         return UpstreamTimeout(
-            "the conversation model did not answer in time; nothing was stored",
+            "the upstream conversation model did not answer in time; nothing was stored",
             code="llm_timeout",
         )
     if isinstance(exc, LlmRateLimited):
@@ -283,12 +296,12 @@ def _api_error(exc: LlmError) -> ServiceUnavailable | UpstreamError | UpstreamTi
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return ServiceUnavailable(
-            "the conversation model is busy; try again later (nothing was stored)",
+            "the upstream conversation model is rate limited; try again later (nothing was stored)",
             code="llm_rate_limited",
             headers=headers,
         )
     return UpstreamError(
-        "the conversation model failed to answer; nothing was stored",
+        "the upstream conversation model failed to answer; nothing was stored",
         code="llm_upstream_error",
     )
 

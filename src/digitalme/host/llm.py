@@ -12,17 +12,23 @@ generation; the telemetry layer replaces its body with a metric later.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import anthropic
 import structlog
-from anthropic.types import MessageParam, TextBlock
 
 from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.settings import ClaudeSettings
+
+if TYPE_CHECKING:
+    # The SDK takes ~3 s to import (its pydantic types); it is imported when a
+    # ClaudeModel is built, so a host without an API key, the CLI and most tests
+    # never pay for it.
+    import anthropic
+    from anthropic.types import MessageParam
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -166,6 +172,8 @@ class ClaudeModel:
     """
 
     def __init__(self, settings: ClaudeSettings, *, clock: Clock | None = None) -> None:
+        import anthropic
+
         if settings.api_key is None:
             raise ValueError("claude.api_key: required for ClaudeModel")
         self.model = settings.model
@@ -184,6 +192,9 @@ class ClaudeModel:
 
     async def reply(self, *, system: str, turns: Sequence[ChatTurn]) -> Reply:
         """Send ``system`` and ``turns`` to Claude; concatenate the text blocks of its answer."""
+        import anthropic
+        from anthropic.types import TextBlock
+
         started = self._clock.monotonic()
         try:
             message = await self._client.messages.create(
@@ -225,6 +236,8 @@ def _message_param(turn: ChatTurn) -> MessageParam:
 
 def _translate(exc: anthropic.AnthropicError) -> LlmError:
     """The SDK's exception as ours. Upstream text (``exc.message``, ``exc.body``) is dropped."""
+    import anthropic
+
     # APITimeoutError subclasses APIConnectionError: test it first.
     if isinstance(exc, anthropic.APITimeoutError):
         return LlmTimeout()
@@ -282,13 +295,14 @@ def record_generation(
     success: bool,
     user_id: int,
     profile_id: int,
-    error: LlmError | None = None,
+    error: BaseException | None = None,
 ) -> None:
     """Report one personality generation (a model call for a conversation), success or failure.
 
     Today one structured log line ``personality_generation``; the telemetry layer
     replaces this body with its PerformanceMonitor. Callers call it exactly once
-    per generation.
+    per generation; ``error`` is what ended a failed one (usually an
+    :class:`LlmError`, or ``asyncio.CancelledError`` when the client went away).
     """
     # Resolved per call (generations are rare) so that logging configured later,
     # or structlog.testing.capture_logs, is honoured despite logger caching.
@@ -311,8 +325,10 @@ def record_generation(
     logger.warning("personality_generation", **fields)
 
 
-def _error_kind(error: LlmError) -> str:
+def _error_kind(error: BaseException) -> str:
     """A bounded name for the failure, fit for a metric dimension."""
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
     if isinstance(error, LlmTimeout):
         return "timeout"
     if isinstance(error, LlmRateLimited):

@@ -41,9 +41,7 @@ def is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     The version check matters: ``ipaddress`` compares only the integer value, so an
     IPv4 address would otherwise count as a member of ``::/0``.
     """
-    return any(
-        address.version == network.version and address in network for network in trusted
-    )
+    return any(address.version == network.version and address in network for network in trusted)
 
 
 def _parse_address(text: str) -> IPAddress | None:
