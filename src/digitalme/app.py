@@ -5,24 +5,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from digitalme import __version__
 from digitalme.host import conversations, diagnostics, personality
 from digitalme.host.auth import routes as auth_routes
+from digitalme.host.auth.deps import read_credentials
 from digitalme.host.auth.service import AuthService
 from digitalme.host.auth.tokens import TokenService, resolve_jwt_secret
 from digitalme.host.db import Database
-from digitalme.host.errors import install_error_handlers
+from digitalme.host.errors import ApiError, install_error_handlers
 from digitalme.host.guard.middleware import SecurityGuardMiddleware
 from digitalme.host.guard.rate_limit import RateLimiter
 from digitalme.host.llm import ConversationModel, build_conversation_model
 from digitalme.host.request_id import RequestIdMiddleware
-from digitalme.host.security_events import SecurityEvents
+from digitalme.host.security_events import SecurityEvent, SecurityEvents
 from digitalme.host.state import HostServices
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.facade import Monitoring
+from digitalme.monitoring.telemetry.instrumentation.asgi import TelemetryMiddleware
+from digitalme.monitoring.telemetry.instrumentation.sql import instrument_engine
 from digitalme.settings import Environment, Settings, load_settings
 
 
@@ -32,15 +36,41 @@ def create_app(
     clock: Clock | None = None,
     security_events: SecurityEvents | None = None,
     llm: ConversationModel | None = None,
+    monitoring: Monitoring | None = None,
 ) -> FastAPI:
     """Build the service. Migrations are applied by the caller (``digitalme db upgrade``)."""
     clock = clock or SystemClock()
     events = security_events or SecurityEvents()
+    if monitoring is None:
+        monitoring = Monitoring(settings, clock=clock, version=__version__)
+    telemetry = monitoring.client
+
+    def record_security_event(event: SecurityEvent) -> None:
+        properties = dict(event.properties)
+        if event.path is not None:
+            properties["Path"] = event.path
+        telemetry.track_security_event(
+            str(event.type),
+            event.details,
+            event.user_id,
+            client_ip=event.client_ip,
+            properties=properties,
+        )
+
+    events.subscribe(record_security_event)
+    tracking = settings.telemetry.enabled and settings.telemetry.enable_dependency_tracking
     database = Database(settings.database_url)
     secret = resolve_jwt_secret(settings.auth, settings.server.data_dir)
     auth = AuthService(settings.auth, TokenService(settings.auth, secret, clock), events, clock)
-    model = llm if llm is not None else build_conversation_model(settings.claude)
+    model = llm
+    if model is None:
+        model = build_conversation_model(
+            settings.claude, telemetry=telemetry if tracking else None, clock=clock
+        )
     rate_limiter = RateLimiter.from_settings(settings.security, settings.redis_url)
+    if tracking:
+        instrument_engine(database.engine, telemetry, clock)
+        rate_limiter.instrument(telemetry, clock)
     services = HostServices(
         settings=settings,
         database=database,
@@ -48,6 +78,7 @@ def create_app(
         clock=clock,
         auth=auth,
         llm=model,
+        performance=monitoring.performance,
     )
 
     @asynccontextmanager
@@ -60,14 +91,30 @@ def create_app(
                 await model.aclose()
             await database.dispose()
 
-    app = FastAPI(title="DigitalMe", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="DigitalMe", version=__version__, lifespan=monitoring.wrap_lifespan(lifespan)
+    )
     app.state.host = services
+    app.state.monitoring = monitoring
     install_error_handlers(app)
     app.include_router(auth_routes.router)
     app.include_router(personality.router)
     app.include_router(conversations.router)
     if settings.environment is not Environment.PRODUCTION:
         app.include_router(diagnostics.router)
+
+    async def authorize_admin(request: Request) -> bool:
+        credentials = read_credentials(request)
+        if credentials.bearer is None and credentials.api_key is None:
+            return False
+        async with database.sessions() as session:
+            try:
+                principal = await auth.authenticate(session, credentials)
+            except ApiError:
+                return False
+        return principal.is_admin
+
+    app.router.routes.extend(monitoring.routes(authorize_admin))
 
     def identify(scope: Scope) -> str | None:
         headers = Headers(scope=scope)
@@ -84,6 +131,8 @@ def create_app(
         identify=identify,
         rate_limiter=rate_limiter,
     )
+    if settings.telemetry.enabled:
+        app.add_middleware(TelemetryMiddleware, client=telemetry, clock=clock)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -72,17 +72,40 @@ class ConnectionStrings(Section):
     """Connection strings; the database URL defaults to a SQLite file under the data dir."""
 
     database: SecretStr | None = None
+    telemetry_store: SecretStr | None = Field(
+        default=None, description="telemetry store URL; SQLite under data_dir when unset"
+    )
     redis: SecretStr | None = None
     application_insights: SecretStr | None = None
     otlp_endpoint: str | None = None
 
 
+class RetentionSettings(Section):
+    """How long the telemetry store keeps each kind of data, in days."""
+
+    raw_items_days: float = Field(default=7.0, gt=0, le=3650)
+    buckets_10s_days: float = Field(default=2.0, gt=0, le=3650)
+    buckets_1m_days: float = Field(default=30.0, gt=0, le=3650)
+    buckets_1h_days: float = Field(default=400.0, gt=0, le=3650)
+    interval: float = Field(default=300.0, ge=1, le=86400, description="seconds between runs")
+
+
 class TelemetrySettings(Section):
+    enabled: bool = True
     enable_adaptive_sampling: bool = True
     sampling_percentage: float = Field(default=100.0, gt=0.0, le=100.0)
+    adaptive_target_items_per_second: float = Field(default=200.0, gt=0, le=1_000_000)
     enable_performance_counters: bool = True
+    system_sample_interval: float = Field(default=10.0, ge=0.1, le=3600, description="seconds")
     enable_dependency_tracking: bool = True
     flush_interval: float = Field(default=1.0, gt=0.0, le=300.0, description="seconds")
+    aggregation_tick: float = Field(default=0.25, ge=0.01, le=10.0, description="seconds")
+    bucket_seconds: int = Field(default=10, ge=1, le=3600)
+    live_window_seconds: int = Field(default=900, ge=60, le=86400)
+    buffer_size: int = Field(default=100_000, ge=100, le=10_000_000)
+    max_series_per_metric: int = Field(default=1000, ge=1, le=1_000_000)
+    max_property_length: int = Field(default=1000, ge=16, le=1_000_000)
+    retention: RetentionSettings = RetentionSettings()
 
 
 class CustomTelemetrySettings(Section):
@@ -116,6 +139,26 @@ class SmsSettings(Section):
     from_number: str | None = None
     recipients: list[str] = Field(default_factory=list)
     base_url: str = "https://api.twilio.com"
+
+
+class MetricsEndpointSettings(Section):
+    """Prometheus scraping of ``/metrics``."""
+
+    enabled: bool = True
+    public: bool = Field(default=False, description="answer anyone, without a token")
+    scrape_token: SecretStr | None = Field(
+        default=None, description="static bearer token for Prometheus (besides admin tokens)"
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve it on this port instead of the app's"
+    )
+
+    @field_validator("scrape_token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
 
 class NotificationSettings(Section):
@@ -202,6 +245,7 @@ class Settings(BaseSettings):
     connection_strings: ConnectionStrings = ConnectionStrings()
     telemetry: TelemetrySettings = TelemetrySettings()
     custom_telemetry: CustomTelemetrySettings = CustomTelemetrySettings()
+    metrics: MetricsEndpointSettings = MetricsEndpointSettings()
     notifications: NotificationSettings = NotificationSettings()
     auth: AuthSettings = AuthSettings()
     security: SecuritySettings = SecuritySettings()
@@ -219,6 +263,13 @@ class Settings(BaseSettings):
         if self.connection_strings.database is not None:
             return self.connection_strings.database.get_secret_value()
         return f"sqlite+aiosqlite:///{self.server.data_dir / 'digitalme.db'}"
+
+    @property
+    def telemetry_store_url(self) -> str:
+        """The telemetry store URL (its own SQLite file under the data dir unless configured)."""
+        if self.connection_strings.telemetry_store is not None:
+            return self.connection_strings.telemetry_store.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.server.data_dir / 'telemetry.db'}"
 
     @property
     def redis_url(self) -> str | None:

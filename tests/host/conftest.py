@@ -15,7 +15,8 @@ from digitalme.app import create_app
 from digitalme.host.migrate import upgrade_async
 from digitalme.host.security_events import SecurityEvent, SecurityEvents
 from digitalme.host.users import create_user
-from digitalme.monitoring.testing import FakeClock
+from digitalme.monitoring.facade import Monitoring
+from digitalme.monitoring.testing import FakeClock, InMemorySink
 from digitalme.settings import Role, Settings, load_settings
 
 
@@ -66,11 +67,26 @@ def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, An
 
 
 @pytest.fixture
+def telemetry_sink() -> InMemorySink:
+    return InMemorySink()
+
+
+@pytest.fixture
+def monitoring(settings: Settings, clock: FakeClock, telemetry_sink: InMemorySink) -> Monitoring:
+    return Monitoring(settings, clock=clock, sinks=[telemetry_sink], version="test", strict=True)
+
+
+@pytest.fixture
 async def app(
-    settings: Settings, clock: FakeClock, security_events: SecurityEvents
+    settings: Settings,
+    clock: FakeClock,
+    security_events: SecurityEvents,
+    monitoring: Monitoring,
 ) -> AsyncIterator[FastAPI]:
     await upgrade_async(settings.database_url)
-    application = create_app(settings, clock=clock, security_events=security_events)
+    application = create_app(
+        settings, clock=clock, security_events=security_events, monitoring=monitoring
+    )
     async with application.router.lifespan_context(application):
         yield application
 

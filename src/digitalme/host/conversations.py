@@ -270,6 +270,7 @@ async def _generate(
             user_id=user_id,
             profile_id=profile_id,
             error=exc,
+            performance=services.performance,
         )
         if isinstance(exc, LlmError):
             raise _api_error(exc) from None
@@ -280,6 +281,7 @@ async def _generate(
         success=True,
         user_id=user_id,
         profile_id=profile_id,
+        performance=services.performance,
     )
     return reply
 

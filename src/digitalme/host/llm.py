@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.telemetry.client import TelemetryClient
+from digitalme.monitoring.telemetry.performance import PerformanceMonitor
 from digitalme.settings import ClaudeSettings
 
 if TYPE_CHECKING:
@@ -171,8 +173,18 @@ class ClaudeModel:
     per-request ``timeout``; this class maps its exceptions to :class:`LlmError`.
     """
 
-    def __init__(self, settings: ClaudeSettings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClaudeSettings,
+        *,
+        clock: Clock | None = None,
+        telemetry: TelemetryClient | None = None,
+    ) -> None:
         import anthropic
+
+        from digitalme.monitoring.telemetry.instrumentation.http_client import (
+            anthropic_http_client,
+        )
 
         if settings.api_key is None:
             raise ValueError("claude.api_key: required for ClaudeModel")
@@ -185,6 +197,10 @@ class ClaudeModel:
             base_url=self.base_url,
             timeout=settings.timeout,
             max_retries=settings.max_retries,
+            # Instrumented so that every Claude call is a recorded dependency.
+            http_client=None
+            if telemetry is None
+            else anthropic_http_client(telemetry, timeout=settings.timeout, clock=self._clock),
         )
 
     def __repr__(self) -> str:
@@ -221,11 +237,19 @@ class ClaudeModel:
         await self._client.close()
 
 
-def build_conversation_model(settings: ClaudeSettings) -> ConversationModel | None:
-    """The Claude model when an API key is configured, else ``None`` (conversations answer 503)."""
+def build_conversation_model(
+    settings: ClaudeSettings,
+    *,
+    telemetry: TelemetryClient | None = None,
+    clock: Clock | None = None,
+) -> ConversationModel | None:
+    """The Claude model when an API key is configured, else ``None`` (conversations answer 503).
+
+    With ``telemetry`` its HTTP calls are recorded as dependencies.
+    """
     if settings.api_key is None:
         return None
-    return ClaudeModel(settings)
+    return ClaudeModel(settings, clock=clock, telemetry=telemetry)
 
 
 def _message_param(turn: ChatTurn) -> MessageParam:
@@ -296,14 +320,20 @@ def record_generation(
     user_id: int,
     profile_id: int,
     error: BaseException | None = None,
+    performance: PerformanceMonitor | None = None,
 ) -> None:
     """Report one personality generation (a model call for a conversation), success or failure.
 
-    Today one structured log line ``personality_generation``; the telemetry layer
-    replaces this body with its PerformanceMonitor. Callers call it exactly once
-    per generation; ``error`` is what ended a failed one (usually an
-    :class:`LlmError`, or ``asyncio.CancelledError`` when the client went away).
+    One structured log line ``personality_generation``, and the plan's
+    personality-generation telemetry through ``performance`` (duration, success,
+    slow responses). Callers call it exactly once per generation; ``error`` is what
+    ended a failed one (usually an :class:`LlmError`, or ``asyncio.CancelledError``
+    when the client went away).
     """
+    if performance is not None:
+        performance.record_personality_generation(
+            duration_seconds, success, model, user_id, profile_id
+        )
     # Resolved per call (generations are rare) so that logging configured later,
     # or structlog.testing.capture_logs, is honoured despite logger caching.
     logger = structlog.get_logger("digitalme.host.llm")

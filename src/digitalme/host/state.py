@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from digitalme.host.db import Database
 from digitalme.host.security_events import SecurityEvents
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.telemetry.performance import PerformanceMonitor
 from digitalme.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class HostServices:
     clock: Clock
     auth: AuthService
     llm: ConversationModel | None
+    performance: PerformanceMonitor | None = None
 
 
 def get_services(request: Request) -> HostServices:

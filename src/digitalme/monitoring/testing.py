@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from digitalme.monitoring.telemetry.items import AnyItem
+from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch
+from digitalme.monitoring.telemetry.sketch import Bucket
+
+ItemT = TypeVar("ItemT")
 
 
 class FakeClock:
@@ -18,7 +25,39 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._mono
 
+    def time(self) -> float:
+        return self._now.timestamp()
+
     def advance(self, seconds: float) -> None:
         """Move both clocks forward by ``seconds``."""
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+class InMemorySink:
+    """A telemetry sink that keeps what it is given; ``failing`` makes writes raise."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.batches: list[TelemetryBatch] = []
+        self.items: list[AnyItem] = []
+        self.buckets: dict[tuple[SeriesKey, float], Bucket] = {}
+        self.failing = False
+        self.attempts = 0
+        self.closed = False
+
+    async def write(self, batch: TelemetryBatch) -> None:
+        self.attempts += 1
+        if self.failing:
+            raise ConnectionError("in-memory sink told to fail")
+        self.batches.append(batch)
+        self.items.extend(batch.items)
+        for key, bucket in batch.buckets:
+            self.buckets[(key, bucket.start)] = bucket
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def of_kind(self, kind: type[ItemT]) -> list[ItemT]:
+        return [item for item in self.items if isinstance(item, kind)]

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from digitalme.host.auth.service import Principal, RequestCredentials
 from digitalme.host.errors import Forbidden
 from digitalme.host.state import Services, Session, client_ip_of
+from digitalme.monitoring.telemetry.context import annotate_request
 
 
 def read_credentials(request: Request) -> RequestCredentials:
@@ -29,6 +30,7 @@ async def current_principal(request: Request, services: Services, session: Sessi
     """The authenticated caller; 401 (and a security event) otherwise."""
     principal = await services.auth.authenticate(session, read_credentials(request))
     request.state.principal = principal
+    annotate_request(user_id=principal.user_id, user_role=str(principal.role))
     return principal
 
 

@@ -37,6 +37,7 @@ from digitalme.host.guard.threats import (
     scan_query,
 )
 from digitalme.host.security_events import SecurityEvent, SecurityEvents, SecurityEventType
+from digitalme.monitoring.telemetry.context import annotate_request
 from digitalme.settings import SecuritySettings
 
 __all__ = ["Identify", "SecurityGuardMiddleware"]
@@ -98,6 +99,7 @@ class SecurityGuardMiddleware:
         if state is None:
             scope["state"] = state = {}
         state["client_ip"] = ip
+        annotate_request(client_ip=ip)
         return ip
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

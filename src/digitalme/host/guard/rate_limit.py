@@ -31,13 +31,16 @@ from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from redis.asyncio import BlockingConnectionPool
 
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.telemetry.client import TelemetryClient
+from digitalme.monitoring.telemetry.instrumentation.redis_client import instrument_redis
 from digitalme.settings import SecuritySettings
 
 __all__ = ["ALLOWED", "LimitScope", "RateLimitDecision", "RateLimiter"]
@@ -112,6 +115,12 @@ class RateLimiter:
     def from_settings(cls, settings: SecuritySettings, redis_url: str | None = None) -> RateLimiter:
         """A limiter with the configured limits, shared through Redis when a URL is given."""
         return cls(settings.rate_limit_per_ip, settings.rate_limit_per_user, storage_url=redis_url)
+
+    def instrument(self, telemetry: TelemetryClient, clock: Clock) -> None:
+        """Record the limiter's Redis commands as dependencies (nothing to do in memory)."""
+        storage = self._storage
+        if isinstance(storage, RedisStorage) and isinstance(storage.bridge, RedispyBridge):
+            instrument_redis(storage.bridge.storage, telemetry, clock=clock)
 
     def _open_storage(self, url: str | None, timeout: float) -> Storage:
         if url is None:

@@ -1,0 +1,155 @@
+"""The monitoring layer's one entry point: ``Monitoring.from_settings(...).install(app)``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import structlog
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from digitalme.monitoring.bus import EventBus
+from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.telemetry.aggregation import Aggregator
+from digitalme.monitoring.telemetry.buffer import ItemBuffer
+from digitalme.monitoring.telemetry.client import TelemetryClient
+from digitalme.monitoring.telemetry.enrichment import Enricher
+from digitalme.monitoring.telemetry.instrumentation.asgi import TelemetryMiddleware
+from digitalme.monitoring.telemetry.performance import PerformanceMonitor
+from digitalme.monitoring.telemetry.pipeline import TelemetryPipeline
+from digitalme.monitoring.telemetry.prometheus import (
+    Authorize,
+    TelemetryCollector,
+    metrics_endpoint,
+    serve_on_port,
+)
+from digitalme.monitoring.telemetry.redaction import Redactor
+from digitalme.monitoring.telemetry.sampling import Sampler
+from digitalme.monitoring.telemetry.series import SeriesRegistry
+from digitalme.monitoring.telemetry.sinks import TelemetrySink
+from digitalme.monitoring.telemetry.system import SystemSampler
+from digitalme.settings import Settings
+
+log = structlog.get_logger("digitalme.monitoring")
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+
+class Monitoring:
+    """Telemetry (and, as they land, health, alerts, dashboards, uptime) for one ASGI app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        sinks: Sequence[TelemetrySink] = (),
+        version: str = "0.0.0",
+        instance: str | None = None,
+        strict: bool = False,
+    ) -> None:
+        telemetry = settings.telemetry
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self.bus = EventBus()
+        self.registry = SeriesRegistry(telemetry.max_series_per_metric)
+        self.buffer = ItemBuffer(telemetry.buffer_size)
+        self.aggregator = Aggregator(
+            self.registry, telemetry.bucket_seconds, telemetry.live_window_seconds
+        )
+        self.redactor = Redactor(
+            settings.custom_telemetry.sensitive_data_fields, telemetry.max_property_length
+        )
+        self.pipeline = TelemetryPipeline(
+            clock=self.clock,
+            buffer=self.buffer,
+            registry=self.registry,
+            aggregator=self.aggregator,
+            enricher=Enricher(
+                settings.custom_telemetry.global_properties,
+                environment=str(settings.environment),
+                version=version,
+            ),
+            redactor=self.redactor,
+            sampler=Sampler(
+                telemetry.sampling_percentage,
+                adaptive=telemetry.enable_adaptive_sampling,
+                target_per_second=telemetry.adaptive_target_items_per_second,
+            ),
+            sinks=sinks,
+            tick=telemetry.aggregation_tick,
+            flush_interval=telemetry.flush_interval,
+            instance=self.instance,
+        )
+        self.client = TelemetryClient(
+            clock=self.clock, buffer=self.buffer, registry=self.registry, bus=self.bus,
+            strict=strict,
+        )
+        self.performance = PerformanceMonitor(self.client, self.clock)
+        self.system = (
+            SystemSampler(self.client, telemetry.system_sample_interval, clock=self.clock)
+            if telemetry.enabled and telemetry.enable_performance_counters
+            else None
+        )
+        self.collector = TelemetryCollector(self.aggregator, self.pipeline)
+        self._running = False
+        self._stop_metrics_port: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self.pipeline.start()
+        if self.system is not None:
+            await self.system.start()
+        metrics = self.settings.metrics
+        if metrics.enabled and metrics.port is not None:
+            self._stop_metrics_port = serve_on_port(
+                self.collector, metrics.port, self.settings.server.host
+            )
+        self._running = True
+
+    async def stop(self) -> None:
+        """Drain everything captured so far into the sinks, then stop."""
+        if not self._running:
+            return
+        if self._stop_metrics_port is not None:
+            self._stop_metrics_port()
+            self._stop_metrics_port = None
+        if self.system is not None:
+            await self.system.stop()
+        await self.pipeline.stop()
+        self._running = False
+
+    def routes(self, authorize: Authorize) -> list[BaseRoute]:
+        """Routes to mount on the app: ``/metrics`` unless it is disabled or on its own port.
+
+        ``authorize`` tells whether a request may read the metrics (the host
+        accepts admin credentials); a configured scrape token is also accepted.
+        """
+        metrics = self.settings.metrics
+        if not metrics.enabled or metrics.port is not None:
+            return []
+        endpoint = metrics_endpoint(self.collector, metrics, authorize)
+        return [Route("/metrics", endpoint, methods=["GET"], include_in_schema=False)]
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Wrap an ASGI app with request collection."""
+        return TelemetryMiddleware(app, client=self.client, clock=self.clock)
+
+    def wrap_lifespan(self, lifespan: Lifespan) -> Lifespan:
+        """A lifespan that starts monitoring before the app's and stops it after."""
+
+        @asynccontextmanager
+        async def combined(app: Any) -> AsyncIterator[Any]:
+            await self.start()
+            try:
+                async with lifespan(app) as state:
+                    yield state
+            finally:
+                await self.stop()
+
+        return combined

@@ -1,0 +1,88 @@
+"""Async engines for the telemetry store (SQLite file or PostgreSQL).
+
+A small copy of the host's helper, tuned for an append-heavy store: the
+monitoring layer never imports the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from digitalme.monitoring.storage.errors import UnsupportedDatabase
+
+CONNECT_TIMEOUT = 5.0  # seconds; an unreachable store must fail fast, the pipeline retries
+COMMAND_TIMEOUT = 60.0  # seconds per statement on PostgreSQL
+
+
+def backend_name(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``; raises :class:`UnsupportedDatabase` otherwise."""
+    backend = make_url(url).get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise UnsupportedDatabase(backend)
+    return backend
+
+
+# one encoder for every call: json.dumps with options builds a new one each time
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
+
+
+def dumps_json(value: object) -> str:
+    """Compact JSON; NaN and infinities become null (PostgreSQL refuses them), odd types str."""
+    try:
+        return _encode(value)
+    except ValueError:
+        return _encode(_finite(value))
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An engine for ``url``.
+
+    SQLite gets its directory created (when possible: a failure surfaces on the
+    first write instead), WAL with ``synchronous=NORMAL`` (telemetry can lose the
+    last transaction on power loss, not its integrity) and a busy timeout so the
+    writer and the retention job wait for each other. Bound parameters are hidden
+    from error messages: they are telemetry values.
+    """
+    backend = backend_name(url)
+    kwargs.setdefault("hide_parameters", True)
+    kwargs.setdefault("json_serializer", dumps_json)
+    if backend == "sqlite":
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            with contextlib.suppress(OSError):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("timeout", CONNECT_TIMEOUT)
+    connect_args.setdefault("command_timeout", COMMAND_TIMEOUT)
+    return create_async_engine(url, **kwargs)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the telemetry store (version table ``telemetry_alembic_version``)."""

@@ -1,0 +1,264 @@
+"""Reading the telemetry store: metric windows and series, item counts, recent items.
+
+Metric queries merge stored buckets (counts and sums add, sketches merge, so
+percentiles stay within the sketch's 1% relative error). A bucket belongs to a
+window ``[start, end)`` when its *start* does: align windows to the resolution
+for exact edges; adjacent windows never count a bucket twice.
+
+Resolution: the finest of 10 s (windows up to 6 h, at most 2,160 buckets per
+series), 60 s (up to 7 days, 10,080) or 3600 s (beyond), moved to a coarser one
+when retention has already removed the finer buckets at the window's start. A
+coarse query is *stitched* (:mod:`.buckets`), so the newest minutes are never
+missing from a long window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from digitalme.monitoring.storage import schema
+from digitalme.monitoring.storage.buckets import (
+    bucket_from_row,
+    choose_resolution,
+    cooperatively,
+    read_buckets,
+)
+from digitalme.monitoring.storage.errors import QueryError
+from digitalme.monitoring.telemetry.items import ItemKind
+from digitalme.monitoring.telemetry.sketch import Bucket
+
+RESOLUTIONS = schema.RESOLUTIONS
+SPAN_LIMITS: Mapping[int, float] = {10: 6 * 3600.0, 60: 7 * 86400.0, 3600: math.inf}
+"""Longest window (seconds) each resolution serves when the caller gives none."""
+MAX_RECENT = 10_000
+
+
+class Aggregation(StrEnum):
+    """What :meth:`TelemetryQueries.metric_points` computes per step."""
+
+    COUNT = "count"
+    SUM = "sum"
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    RATE = "rate"  # count per second
+    P50 = "p50"
+    P90 = "p90"
+    P95 = "p95"
+    P99 = "p99"
+
+    @property
+    def quantile(self) -> float | None:
+        """0.5 for ``p50`` and so on; None for the other aggregations."""
+        return int(self.value[1:]) / 100 if self.value.startswith("p") else None
+
+
+class TelemetryQueries:
+    """The read side of the store, shared by the dashboard and the alert engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def metric_names(self) -> list[str]:
+        """Names of every metric series ever written, sorted."""
+        table = schema.metric_series
+        async with self.engine.connect() as connection:
+            result = await connection.execute(select(table.c.name).distinct())
+            return sorted(result.scalars())
+
+    async def series(self, name: str) -> list[dict[str, str]]:
+        """The dimension sets of ``name``'s series, sorted."""
+        async with self.engine.connect() as connection:
+            found = await _series(connection, name)
+        return sorted(found.values(), key=lambda dims: sorted(dims.items()))
+
+    async def metric_window(
+        self,
+        name: str,
+        start: float,
+        end: float,
+        *,
+        where: Mapping[str, str] | None = None,
+        group_by: Sequence[str] = (),
+        resolution: int | None = None,
+    ) -> list[tuple[dict[str, str], Bucket]]:
+        """One merged :class:`Bucket` per group of ``name``'s series over ``[start, end)``.
+
+        ``where`` keeps series whose dimensions equal the given values; groups are
+        the values of the ``group_by`` dimensions ("" when a series lacks one),
+        sorted. Groups without data are left out, so no data at all gives ``[]``.
+        The merged bucket's ``start`` is ``start`` and its ``resolution`` the window
+        length rounded up.
+        """
+        _check_window(start, end)
+        if resolution is not None and resolution not in RESOLUTIONS:
+            raise QueryError("resolution", f"must be one of {RESOLUTIONS}")
+        length = max(1, math.ceil(end - start))
+        groups: dict[tuple[str, ...], Bucket] = {}
+        async with self.engine.connect() as connection:
+            series = await _series(connection, name, where)
+            if not series:
+                return []
+            if resolution is None:
+                allowed = [r for r in RESOLUTIONS if SPAN_LIMITS[r] >= end - start]
+                resolution = await choose_resolution(connection, allowed, start)
+            keys = {sid: tuple(dims.get(d, "") for d in group_by) for sid, dims in series.items()}
+            rows = await read_buckets(connection, keys, resolution, start, end, sketch=True)
+            async for row in cooperatively(rows):
+                group = groups.setdefault(keys[row["series_id"]], Bucket(start, length))
+                group.merge(bucket_from_row(row))
+        return [(dict(zip(group_by, key, strict=True)), groups[key]) for key in sorted(groups)]
+
+    async def metric_points(
+        self,
+        name: str,
+        agg: Aggregation | str,
+        step: float,
+        start: float,
+        end: float,
+        *,
+        where: Mapping[str, str] | None = None,
+        max_points: int = 500,
+    ) -> list[tuple[float, float | None]]:
+        """``(step start, value)`` for each step of ``[start, end)``, for charts.
+
+        Empty steps give 0 for count, sum and rate, None for the others. ``rate``
+        is count per second of the step (the last step may be shorter). Raises
+        :class:`QueryError` naming the argument when ``step`` gives more than
+        ``max_points`` points or an argument is invalid.
+        """
+        try:
+            aggregation = Aggregation(agg)
+        except ValueError:
+            raise QueryError("agg", f"must be one of {[a.value for a in Aggregation]}") from None
+        _check_window(start, end)
+        if not step > 0 or not math.isfinite(step):
+            raise QueryError("step", "must be a positive number of seconds")
+        points = math.ceil((end - start) / step)
+        if points > max_points:
+            raise QueryError("step", f"gives {points} points, more than max_points={max_points}")
+        steps = [Bucket(start + i * step, max(1, math.ceil(step))) for i in range(points)]
+        q = aggregation.quantile
+        async with self.engine.connect() as connection:
+            series = await _series(connection, name, where)
+            if series:
+                fits = [r for r in RESOLUTIONS if r <= step] or [RESOLUTIONS[0]]
+                allowed = [r for r in RESOLUTIONS if r >= fits[-1]]
+                resolution = await choose_resolution(connection, allowed, start)
+                keys = dict.fromkeys(series, ())
+                rows = await read_buckets(
+                    connection, keys, resolution, start, end, sketch=q is not None
+                )
+                for row in rows:
+                    target = steps[min(int((row["start"] - start) // step), points - 1)]
+                    if q is None:  # no sketch loaded: fold the numbers only
+                        target.count += row["count"]
+                        target.sum += row["sum"]
+                        target.min = min(target.min, row["min"])
+                        target.max = max(target.max, row["max"])
+                    else:
+                        target.merge(bucket_from_row(row))
+        return [(b.start, _value(aggregation, b, min(step, end - b.start))) for b in steps]
+
+    async def count_items(
+        self,
+        kind: ItemKind | str,
+        start: float,
+        end: float,
+        *,
+        where: Mapping[str, object] | None = None,
+    ) -> float:
+        """Weighted count (sum of sampling weights) of ``kind`` items in ``[start, end)``.
+
+        ``where`` holds equality filters on the kind's columns, for example
+        ``{"success": False}`` or ``{"event_type": "RateLimit"}``.
+        """
+        _check_window(start, end)
+        table = _item_table(kind)
+        statement = select(func.coalesce(func.sum(table.c.weight), 0.0)).where(
+            table.c.ts >= start, table.c.ts < end, *_filters(table, where)
+        )
+        async with self.engine.connect() as connection:
+            return float((await connection.execute(statement)).scalar_one())
+
+    async def recent(
+        self,
+        kind: ItemKind | str,
+        limit: int,
+        *,
+        since: float | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The latest ``limit`` items of ``kind`` (newest first) as column dicts."""
+        if not 1 <= limit <= MAX_RECENT:
+            raise QueryError("limit", f"must be between 1 and {MAX_RECENT}")
+        table = _item_table(kind)
+        statement = select(table).where(*_filters(table, where))
+        if since is not None:
+            statement = statement.where(table.c.ts >= since)
+        statement = statement.order_by(table.c.ts.desc(), table.c.id.desc()).limit(limit)
+        async with self.engine.connect() as connection:
+            result = await connection.execute(statement)
+            return [dict(row._mapping) for row in result]
+
+
+def _check_window(start: float, end: float) -> None:
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise QueryError("start", "start and end must be finite epoch seconds")
+    if end <= start:
+        raise QueryError("end", "must be after start")
+
+
+def _item_table(kind: ItemKind | str) -> Any:
+    try:
+        return schema.ITEM_TABLES[ItemKind(kind)]
+    except ValueError:
+        raise QueryError("kind", f"must be one of {[k.value for k in ItemKind]}") from None
+
+
+def _filters(table: Any, where: Mapping[str, object] | None) -> list[Any]:
+    conditions = []
+    for column, value in (where or {}).items():
+        if column not in table.c or column == "properties":
+            raise QueryError("where", f"no column {column!r} on {table.name}")
+        conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
+    return conditions
+
+
+async def _series(
+    connection: AsyncConnection, name: str, where: Mapping[str, str] | None = None
+) -> dict[int, dict[str, str]]:
+    table = schema.metric_series
+    result = await connection.execute(
+        select(table.c.id, table.c.dimensions).where(table.c.name == name)
+    )
+    wanted = dict(where or {})
+    return {
+        series_id: dims
+        for series_id, dims in result
+        if all(dims.get(key) == value for key, value in wanted.items())
+    }
+
+
+def _value(aggregation: Aggregation, bucket: Bucket, seconds: float) -> float | None:
+    if aggregation is Aggregation.COUNT:
+        return float(bucket.count)
+    if aggregation is Aggregation.SUM:
+        return bucket.sum
+    if aggregation is Aggregation.RATE:
+        return bucket.count / seconds
+    if bucket.count == 0:
+        return None
+    if aggregation is Aggregation.AVG:
+        return bucket.sum / bucket.count
+    if aggregation is Aggregation.MIN:
+        return bucket.min
+    if aggregation is Aggregation.MAX:
+        return bucket.max
+    return bucket.quantile(aggregation.quantile or 0.5)

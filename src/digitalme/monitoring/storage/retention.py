@@ -1,0 +1,255 @@
+"""Retention of the telemetry store: roll-ups of completed buckets, then deletion.
+
+:func:`compact` rolls completed 10 s buckets up into 60 s buckets and completed
+60 s buckets into 3600 s buckets (counts and sums add, sketches merge), per
+series and instance, and records in ``telemetry_rollups`` how far each level is
+done; queries read coarse buckets before that point and finer ones after it.
+It then deletes raw items and buckets older than their retention, never fine
+buckets that are not rolled up yet.
+
+A bucket is *completed* once its period ended ``settle`` seconds ago, which
+leaves the pipeline time to deliver its last update. Re-running gives the same
+result: roll-ups are recomputed from the fine buckets and upserted, and a level
+only moves forward. A fine bucket updated after its period was rolled up (a
+pipeline outage longer than ``settle``) stays in the fine level only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.storage import schema
+from digitalme.monitoring.storage.buckets import bucket_from_row, cooperatively
+from digitalme.monitoring.storage.store import TelemetryStore
+from digitalme.monitoring.telemetry.sketch import Bucket, sketch_to_bytes
+from digitalme.settings import RetentionSettings
+
+SETTLE = 60.0  # seconds after a period's end before its buckets count as completed
+FINE_BUCKETS_PER_CHUNK = 60  # fine buckets per series read at once: bounds memory
+DAY = 86400.0
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class CompactionReport:
+    """What one :func:`compact` run did."""
+
+    rolled_up: dict[int, int] = field(default_factory=dict)  # coarse resolution -> buckets
+    deleted_items: int = 0
+    deleted_buckets: int = 0
+
+
+async def compact(
+    store: TelemetryStore, now: float, retention: RetentionSettings, *, settle: float = SETTLE
+) -> CompactionReport:
+    """Roll up completed buckets, then delete what is past retention (epoch ``now``)."""
+    report = CompactionReport()
+    levels = schema.RESOLUTIONS
+    for fine, coarse in itertools.pairwise(levels):
+        report.rolled_up[coarse] = await _roll_up(store, fine, coarse, now - settle)
+    report.deleted_items, report.deleted_buckets = await _delete_expired(store, now, retention)
+    return report
+
+
+def _floor(value: float, resolution: int) -> int:
+    return math.floor(value / resolution) * resolution
+
+
+async def _done(connection: AsyncConnection) -> dict[int, float]:
+    result = await connection.execute(select(schema.rollups))
+    return {row.resolution: row.done_until for row in result}
+
+
+async def _first_start(connection: AsyncConnection, resolution: int, lower: float) -> float | None:
+    table = schema.metric_buckets
+    statement = select(func.min(table.c.start)).where(
+        table.c.resolution == resolution, table.c.start >= lower
+    )
+    first: float | None = (await connection.execute(statement)).scalar()
+    return first
+
+
+async def _roll_up(store: TelemetryStore, fine: int, coarse: int, settled: float) -> int:
+    """Roll ``fine`` buckets of periods completed by ``settled`` into ``coarse`` ones."""
+    async with store.engine.connect() as connection:
+        done = await _done(connection)
+        # a coarse period needs every fine bucket of it, themselves rolled up if not the base
+        ready = done.get(fine, -math.inf) if fine != schema.RESOLUTIONS[0] else math.inf
+        cutoff = _floor(min(settled, ready), coarse) if math.isfinite(min(settled, ready)) else None
+        lower = done.get(coarse)
+        if lower is None:
+            lower = await _first_start(connection, fine, -math.inf)
+    if cutoff is None or lower is None or lower >= cutoff:
+        return 0
+    chunk = coarse * max(1, FINE_BUCKETS_PER_CHUNK * fine // coarse)
+    cursor = float(_floor(lower, coarse))
+    written = 0
+    while cursor < cutoff:
+        async with store.engine.begin() as connection:
+            first = await _first_start(connection, fine, cursor)
+            if first is None or first >= cutoff:
+                await _advance(store, connection, coarse, cutoff)
+                break
+            cursor = float(_floor(first, coarse))
+            upper = min(cursor + chunk, float(cutoff))
+            written += await _roll_chunk(store, connection, fine, coarse, cursor, upper)
+            await _advance(store, connection, coarse, upper)
+        cursor = upper
+    return written
+
+
+async def _roll_chunk(
+    store: TelemetryStore,
+    connection: AsyncConnection,
+    fine: int,
+    coarse: int,
+    lower: float,
+    upper: float,
+) -> int:
+    table = schema.metric_buckets
+    result = await connection.execute(
+        select(table)
+        .where(table.c.resolution == fine, table.c.start >= lower, table.c.start < upper)
+        .order_by(table.c.series_id, table.c.instance, table.c.start)
+    )
+    merged: dict[tuple[int, str, float], Bucket] = {}
+    async for row in cooperatively(result.mappings().all()):
+        period = float(_floor(row["start"], coarse))
+        key = (row["series_id"], row["instance"], period)
+        target = merged.setdefault(key, Bucket(period, coarse))
+        target.merge(bucket_from_row(row))
+    rows = [
+        {
+            "series_id": series_id,
+            "resolution": coarse,
+            "start": period,
+            "instance": instance,
+            "count": bucket.count,
+            "sum": bucket.sum,
+            "min": bucket.min,
+            "max": bucket.max,
+            "sketch": sketch_to_bytes(bucket.sketch),
+        }
+        for (series_id, instance, period), bucket in merged.items()
+        if bucket.count > 0
+    ]
+    if rows:
+        await connection.execute(store.bucket_upsert(), rows)
+    return len(rows)
+
+
+async def _advance(
+    store: TelemetryStore, connection: AsyncConnection, resolution: int, done_until: float
+) -> None:
+    """Move the level's roll-up point forward (never back)."""
+    table = schema.rollups
+    statement: Any = store.dialect_insert(table)
+    statement = statement.values(resolution=resolution, done_until=done_until)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.resolution],
+        set_={"done_until": statement.excluded.done_until},
+        where=table.c.done_until < statement.excluded.done_until,
+    )
+    await connection.execute(statement)
+
+
+async def _delete_expired(
+    store: TelemetryStore, now: float, retention: RetentionSettings
+) -> tuple[int, int]:
+    items = buckets = 0
+    horizon = now - retention.raw_items_days * DAY
+    keep_days = {
+        10: retention.buckets_10s_days,
+        60: retention.buckets_1m_days,
+        3600: retention.buckets_1h_days,
+    }
+    levels = schema.RESOLUTIONS
+    async with store.engine.begin() as connection:
+        for table in schema.ITEM_TABLES.values():
+            result = await connection.execute(table.delete().where(table.c.ts < horizon))
+            items += max(result.rowcount, 0)
+        done = await _done(connection)
+        table = schema.metric_buckets
+        for index, level in enumerate(levels):
+            limit = now - keep_days[level] * DAY
+            if index + 1 < len(levels):  # only what the next level already holds
+                limit = min(limit, done.get(levels[index + 1], -math.inf))
+            result = await connection.execute(
+                table.delete().where(table.c.resolution == level, table.c.start < limit)
+            )
+            buckets += max(result.rowcount, 0)
+    return items, buckets
+
+
+class RetentionJob:
+    """Runs :func:`compact` at start and then every ``retention.interval`` seconds.
+
+    Failures are logged (the error type and message, never the store URL) and
+    counted; the loop never raises.
+    """
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        retention: RetentionSettings,
+        *,
+        clock: Clock | None = None,
+        settle: float = SETTLE,
+    ) -> None:
+        self.store = store
+        self.retention = retention
+        self.clock: Clock = clock or store.clock
+        self.settle = settle
+        self.runs = 0
+        self.failures = 0
+        self.last_report: CompactionReport | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="telemetry-retention")
+
+    async def stop(self) -> None:
+        """Stop the loop; a run in progress is cancelled (each step is its own transaction)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_once(self) -> CompactionReport:
+        """One compaction now; raises on failure."""
+        report = await compact(self.store, self.clock.time(), self.retention, settle=self.settle)
+        self.last_report = report
+        return report
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                report = await self.run_once()
+            except Exception as exc:
+                self.failures += 1
+                log.warning(
+                    "telemetry retention failed", error=type(exc).__name__, detail=str(exc)[:500]
+                )
+            else:
+                log.debug(
+                    "telemetry retention done",
+                    rolled_up=report.rolled_up,
+                    deleted_items=report.deleted_items,
+                    deleted_buckets=report.deleted_buckets,
+                )
+            self.runs += 1
+            await asyncio.sleep(self.retention.interval)

@@ -1,0 +1,311 @@
+"""The embedded telemetry store: a :class:`~digitalme.monitoring.telemetry.sinks.TelemetrySink`.
+
+One batch is one transaction: the items are bulk-loaded into their kind's table
+(executemany of plain tuples on SQLite, binary COPY on PostgreSQL) and every
+changed metric bucket is upserted by ``(series_id, resolution, start, instance)``:
+the pipeline sends a bucket again, whole, each time it changes, so the stored
+row is replaced, never added to.
+
+Series ids are resolved before the batch transaction, in a short one of their
+own (insert-if-missing with ``ON CONFLICT DO NOTHING`` then select, keys in a
+fixed order so concurrent writers cannot deadlock) and cached in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.storage import schema
+from digitalme.monitoring.storage.engine import backend_name, create_engine, dumps_json
+from digitalme.monitoring.storage.errors import StoreWriteError
+from digitalme.monitoring.storage.migrate import upgrade_async
+from digitalme.monitoring.storage.queries import TelemetryQueries
+from digitalme.monitoring.telemetry.items import (
+    AnyItem,
+    DependencyItem,
+    EventItem,
+    ExceptionItem,
+    RequestItem,
+    SecurityEventItem,
+)
+from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch
+from digitalme.monitoring.telemetry.sketch import Bucket, sketch_to_bytes
+
+MAX_KEY_LENGTH = 1024  # indexed text columns: PostgreSQL b-tree entries must stay small
+# what the database refuses for the data itself: retrying the batch cannot help
+_REFUSED: tuple[type[Exception], ...] = (
+    sa_exc.IntegrityError,
+    sa_exc.DataError,
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    OverflowError,
+)
+
+Row = dict[str, Any]
+
+
+def series_fingerprint(key: SeriesKey) -> str:
+    """sha1 hex of the canonical JSON of the series name and its sorted dimensions."""
+    canonical = json.dumps([key.name, sorted(key.dimensions)], separators=(",", ":"))
+    return hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()
+
+
+# Items go in as plain tuples through ``exec_driver_sql``: SQLAlchemy's per-row
+# parameter processing costs more than SQLite's own work, and JSON is encoded by
+# one reused encoder. A row is the table's columns in order (id left to the
+# database): ts, instance, operation_id, weight, the kind's own columns,
+# properties; the builders below follow it and _insert_sql checks it.
+_COLUMNS: dict[Table, list[str]] = {
+    table: [column.name for column in table.c if column.name != "id"]
+    for table in schema.ITEM_TABLES.values()
+}
+
+
+def _op(item: AnyItem) -> str | None:
+    return None if item.context is None else item.context.trace_id
+
+
+# One comprehension per kind: the per-item cost is the point of this module.
+def _requests(items: list[Any], instance: str) -> list[tuple[Any, ...]]:
+    return [
+        (i.time, instance, _op(i), i.weight, i.name[:MAX_KEY_LENGTH], i.duration_ms,
+         i.status_code, i.success, dumps_json(i.properties))
+        for i in items
+    ]  # fmt: skip
+
+
+def _dependencies(items: list[Any], instance: str) -> list[tuple[Any, ...]]:
+    return [
+        (i.time, instance, _op(i), i.weight, i.type, i.target, i.name[:MAX_KEY_LENGTH], i.data,
+         i.duration_ms, i.success, i.result_code, dumps_json(i.properties))
+        for i in items
+    ]  # fmt: skip
+
+
+def _exceptions(items: list[Any], instance: str) -> list[tuple[Any, ...]]:
+    return [
+        (i.time, instance, _op(i), i.weight, i.type[:MAX_KEY_LENGTH], i.message, i.stack,
+         str(i.severity), dumps_json(i.properties))
+        for i in items
+    ]  # fmt: skip
+
+
+def _events(items: list[Any], instance: str) -> list[tuple[Any, ...]]:
+    return [
+        (i.time, instance, _op(i), i.weight, i.name[:MAX_KEY_LENGTH], dumps_json(i.measurements),
+         dumps_json(i.properties))
+        for i in items
+    ]  # fmt: skip
+
+
+def _security_events(items: list[Any], instance: str) -> list[tuple[Any, ...]]:
+    return [
+        (i.time, instance, _op(i), i.weight, i.event_type[:MAX_KEY_LENGTH], str(i.severity),
+         i.details, i.client_ip, i.user_id, dumps_json(i.properties))
+        for i in items
+    ]  # fmt: skip
+
+
+_Builder = Callable[[list[Any], str], list[tuple[Any, ...]]]
+_BUILDERS: dict[type, tuple[Table, _Builder]] = {
+    RequestItem: (schema.requests, _requests),
+    DependencyItem: (schema.dependencies, _dependencies),
+    ExceptionItem: (schema.exceptions, _exceptions),
+    EventItem: (schema.events, _events),
+    SecurityEventItem: (schema.security_events, _security_events),
+}
+
+
+def item_rows(items: Iterable[AnyItem], instance: str) -> dict[Table, list[tuple[Any, ...]]]:
+    """The items as positional rows per table (columns in table order, without ``id``)."""
+    by_type: dict[type, list[Any]] = {}
+    for item in items:
+        kind = type(item)
+        group = by_type.get(kind)
+        if group is None:
+            by_type[kind] = group = []
+        group.append(item)
+    rows: dict[Table, list[tuple[Any, ...]]] = {}
+    for kind, group in by_type.items():
+        table, build = _BUILDERS[kind]
+        rows[table] = build(group, instance)
+    return rows
+
+
+def _insert_sql(table: Table, dialect: Dialect) -> str:
+    """``INSERT`` text for ``table`` in the dialect's positional paramstyle, no RETURNING."""
+    columns = _COLUMNS[table]
+    statement = table.insert().values({name: bindparam(name) for name in columns}).inline()
+    compiled = statement.compile(dialect=dialect)
+    if compiled.positiontup != columns:
+        raise AssertionError(f"unexpected parameter order for {table.name}")
+    return compiled.string
+
+
+class TelemetryStore:
+    """The telemetry store on SQLite or PostgreSQL; ``query`` reads it.
+
+    The URL is kept private and never appears in messages (it may hold a
+    password). Failures raise :class:`StoreWriteError`; the pipeline retries.
+    """
+
+    name = "store"
+
+    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
+        self._url = url
+        self.backend = backend_name(url)
+        self.clock: Clock = clock or SystemClock()
+        self.engine: AsyncEngine = create_engine(url)
+        self.query = TelemetryQueries(self.engine)
+        self._insert_sql = {t: _insert_sql(t, self.engine.dialect) for t in _COLUMNS}
+        postgres = self.backend == "postgresql"
+        self.dialect_insert: Any = postgresql.insert if postgres else sqlite.insert
+        self._series_ids: dict[SeriesKey, int] = {}
+
+    @classmethod
+    async def open(
+        cls, url: str, *, clock: Clock | None = None, migrate: bool = True
+    ) -> TelemetryStore:
+        """A store on ``url``, its migrations applied first unless ``migrate`` is False."""
+        store = cls(url, clock=clock)
+        if migrate:
+            await store.migrate()
+        return store
+
+    def __repr__(self) -> str:
+        return f"TelemetryStore(backend={self.backend!r})"
+
+    async def migrate(self) -> None:
+        """Apply the store's migrations to its database."""
+        await upgrade_async(self._url)
+
+    async def write(self, batch: TelemetryBatch) -> None:
+        """Persist ``batch`` in one transaction; raise :class:`StoreWriteError` on failure.
+
+        ``permanent`` on the error tells the pipeline whether retrying can help:
+        items that cannot become rows or that the database refuses are permanent,
+        an unreachable, slow or busy database is not.
+        """
+        try:
+            rows_by_table = item_rows(batch.items, batch.instance)
+            buckets = {
+                (key, int(bucket.resolution), float(bucket.start)): bucket
+                for key, bucket in batch.buckets
+                if bucket.count > 0
+            }
+        except Exception as exc:
+            raise StoreWriteError(exc, permanent=True) from None
+        try:
+            await self._write(rows_by_table, buckets, batch.instance)
+        except _REFUSED as exc:
+            raise StoreWriteError(exc, permanent=True) from None
+        except Exception as exc:
+            raise StoreWriteError(exc, permanent=False) from None
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.engine.dispose()
+
+    async def _write(
+        self,
+        rows_by_table: Mapping[Table, list[tuple[Any, ...]]],
+        buckets: Mapping[tuple[SeriesKey, int, float], Bucket],
+        instance: str,
+    ) -> None:
+        if buckets:
+            await self.series_ids({key for key, _, _ in buckets})
+        # sorted by primary key: concurrent upserts lock rows in the same order
+        bucket_rows = sorted(
+            (
+                _bucket_row(self._series_ids[key], bucket, instance)
+                for (key, _, _), bucket in buckets.items()
+            ),
+            key=_bucket_order,
+        )
+        async with self.engine.begin() as connection:
+            if self.backend == "postgresql" and rows_by_table:
+                await self._copy(connection, rows_by_table)
+            else:
+                for table, rows in rows_by_table.items():
+                    await connection.exec_driver_sql(self._insert_sql[table], rows)
+            if bucket_rows:
+                await connection.execute(self.bucket_upsert(), bucket_rows)
+
+    async def _copy(
+        self, connection: AsyncConnection, rows_by_table: Mapping[Table, list[tuple[Any, ...]]]
+    ) -> None:
+        """Bulk-load items with PostgreSQL's binary COPY, inside the batch transaction."""
+        await connection.exec_driver_sql("SELECT 1")  # makes the driver open the transaction
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+        for table, rows in rows_by_table.items():
+            await driver.copy_records_to_table(table.name, records=rows, columns=_COLUMNS[table])
+
+    def bucket_upsert(self) -> Any:
+        """The dialect's upsert of metric buckets (whole rows replace stored ones)."""
+        table = schema.metric_buckets
+        statement = self.dialect_insert(table)
+        excluded = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=[table.c.series_id, table.c.resolution, table.c.start, table.c.instance],
+            set_={name: excluded[name] for name in ("count", "sum", "min", "max", "sketch")},
+        )
+
+    async def series_ids(self, keys: Iterable[SeriesKey]) -> Mapping[SeriesKey, int]:
+        """The ids of ``keys``' series, creating the missing ones (safe across writers)."""
+        missing = sorted(
+            {key for key in keys if key not in self._series_ids},
+            key=series_fingerprint,
+        )
+        if missing:
+            async with self.engine.begin() as connection:
+                found = await _resolve_series(connection, self.dialect_insert, missing)
+            self._series_ids.update(found)
+        return self._series_ids
+
+
+async def _resolve_series(
+    connection: AsyncConnection, insert: Any, keys: Sequence[SeriesKey]
+) -> dict[SeriesKey, int]:
+    table = schema.metric_series
+    by_fingerprint = {series_fingerprint(key): key for key in keys}
+    rows = [
+        {"fingerprint": fingerprint, "name": key.name[:MAX_KEY_LENGTH], "dimensions": key.dims()}
+        for fingerprint, key in by_fingerprint.items()
+    ]
+    # in fingerprint order: concurrent writers take the unique-index locks in the same order
+    await connection.execute(
+        insert(table).on_conflict_do_nothing(index_elements=[table.c.fingerprint]), rows
+    )
+    result = await connection.execute(
+        select(table.c.fingerprint, table.c.id).where(table.c.fingerprint.in_(list(by_fingerprint)))
+    )
+    return {by_fingerprint[fingerprint]: series_id for fingerprint, series_id in result}
+
+
+def _bucket_order(row: Row) -> tuple[int, int, float]:
+    return row["series_id"], row["resolution"], row["start"]
+
+
+def _bucket_row(series_id: int, bucket: Bucket, instance: str) -> Row:
+    return {
+        "series_id": series_id,
+        "resolution": int(bucket.resolution),
+        "start": float(bucket.start),
+        "instance": instance,
+        "count": bucket.count,
+        "sum": bucket.sum,
+        "min": bucket.min,
+        "max": bucket.max,
+        "sketch": sketch_to_bytes(bucket.sketch),
+    }

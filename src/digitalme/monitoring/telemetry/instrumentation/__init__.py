@@ -1,0 +1,1 @@
+"""Automatic collection: ASGI requests, outgoing HTTP, SQL and Redis calls."""

@@ -1,0 +1,94 @@
+"""Sampling: one decision per operation, fixed or adaptive, with weights that keep counts honest.
+
+The decision hashes the operation id, so every item of one request is kept or
+dropped together (and another instance hashing the same id agrees). A kept item
+carries ``weight = 100 / percentage``: summing weights over stored items gives
+unbiased counts. Exceptions and security events are never sampled out. Metrics
+are aggregated before this step, so their counts are always exact.
+
+Adaptive sampling follows Application Insights: it re-evaluates the observed
+rate of sampleable items every ``evaluation_interval`` and moves the percentage
+towards ``target_per_second``, decreasing at once and increasing slowly (at most
+doubling, and not before ``increase_cooldown`` has passed since the last change).
+Percentages are always 100/N, so weights are whole numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+from digitalme.monitoring.telemetry.items import AnyItem, Priority
+
+MIN_PERCENTAGE = 0.1
+
+
+def ladder(percentage: float) -> float:
+    """The nearest 100/N not above ``percentage`` (100, 50, 33.3, 25, ...)."""
+    clamped = min(100.0, max(MIN_PERCENTAGE, percentage))
+    return 100.0 / math.ceil(100.0 / clamped - 1e-9)
+
+
+def score(operation_id: str) -> float:
+    """A stable position in [0, 100) for an operation id."""
+    return (zlib.crc32(operation_id.encode()) % 10_000) / 100.0
+
+
+class Sampler:
+    """Decides which items are kept and gives them their weight."""
+
+    def __init__(
+        self,
+        percentage: float = 100.0,
+        *,
+        adaptive: bool = False,
+        target_per_second: float = 200.0,
+        evaluation_interval: float = 15.0,
+        increase_cooldown: float = 60.0,
+    ) -> None:
+        self.percentage = ladder(percentage)
+        self._max_percentage = self.percentage
+        self.adaptive = adaptive
+        self.target = target_per_second
+        self.evaluation_interval = evaluation_interval
+        self.increase_cooldown = increase_cooldown
+        self._window_start: float | None = None
+        self._seen = 0
+        self._last_change = -math.inf
+        self.sampled_out = 0
+
+    def keep(self, item: AnyItem, seen_at: float) -> bool:
+        """True to keep ``item`` (its weight is set); also feeds the adaptive rate."""
+        if item.priority is Priority.HIGH:
+            return True
+        self._seen += 1
+        if self.adaptive:
+            self._evaluate(seen_at)
+        if self.percentage >= 100.0:
+            item.weight = 1.0
+            return True
+        operation = item.operation_id or f"{id(item)}:{item.time}"
+        if score(operation) < self.percentage:
+            item.weight = 100.0 / self.percentage
+            return True
+        self.sampled_out += 1
+        return False
+
+    def _evaluate(self, now: float) -> None:
+        if self._window_start is None:
+            self._window_start = now
+            return
+        elapsed = now - self._window_start
+        if elapsed < self.evaluation_interval:
+            return
+        rate = self._seen / elapsed
+        self._seen = 0
+        self._window_start = now
+        wanted = self._max_percentage if rate <= 0 else ladder(100.0 * self.target / rate)
+        wanted = min(wanted, self._max_percentage)
+        if wanted < self.percentage:
+            self.percentage = wanted
+            self._last_change = now
+        elif wanted > self.percentage and now - self._last_change >= self.increase_cooldown:
+            self.percentage = ladder(min(wanted, self.percentage * 2))
+            self._last_change = now

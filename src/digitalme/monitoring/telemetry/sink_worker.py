@@ -1,0 +1,120 @@
+"""Delivery of batches to one sink, independent of every other sink.
+
+Each sink has its own worker and bounded backlog: a sink that is down or slow
+keeps its batches (up to the bound, dropping the oldest items and counting
+them), logs once when an outage starts and once when it ends, retries with
+capped backoff, and never delays the pipeline or the other sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+
+import structlog
+
+from digitalme.monitoring.telemetry.sinks import TelemetryBatch, TelemetrySink
+
+log = structlog.get_logger("digitalme.telemetry")
+
+MAX_BACKOFF = 30.0
+
+
+class SinkWorker:
+    """Writes batches to ``sink`` in order, retrying failures with backoff."""
+
+    def __init__(
+        self,
+        sink: TelemetrySink,
+        *,
+        max_pending_items: int,
+        write_timeout: float = 10.0,
+        first_backoff: float = 0.5,
+    ) -> None:
+        self.sink = sink
+        self.max_pending_items = max_pending_items
+        self.write_timeout = write_timeout
+        self.first_backoff = first_backoff
+        self._backlog: deque[TelemetryBatch] = deque()
+        self._pending_items = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.failing = False
+        self.written_items = 0
+        self.dropped: Counter[str] = Counter()
+
+    def offer(self, batch: TelemetryBatch) -> None:
+        """Queue a batch; over the bound the oldest items go (their buckets move forward)."""
+        if not len(batch):
+            return
+        self._backlog.append(batch)
+        self._pending_items += len(batch.items)
+        while self._pending_items > self.max_pending_items and len(self._backlog) > 1:
+            oldest = self._backlog.popleft()
+            self._pending_items -= len(oldest.items)
+            self.dropped[f"sink_backlog:{self.sink.name}"] += len(oldest.items)
+            # Buckets are cumulative: keep their latest state by carrying them forward.
+            successor = self._backlog[0]
+            successor.buckets = [*oldest.buckets, *successor.buckets]
+        self._idle.clear()
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"telemetry-sink-{self.sink.name}")
+
+    async def _run(self) -> None:
+        backoff = self.first_backoff
+        while True:
+            if not self._backlog:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._backlog[0]
+            try:
+                await asyncio.wait_for(self.sink.write(batch), self.write_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self.failing:
+                    self.failing = True
+                    log.warning(
+                        "telemetry_sink_down", sink=self.sink.name, error=type(exc).__name__
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+                continue
+            if self._backlog and self._backlog[0] is batch:
+                self._backlog.popleft()
+                self._pending_items -= len(batch.items)
+            self.written_items += len(batch.items)
+            backoff = self.first_backoff
+            if self.failing:
+                self.failing = False
+                log.info("telemetry_sink_recovered", sink=self.sink.name)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the backlog is written; False if it is not within ``timeout``."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, timeout: float) -> None:
+        """Write what is left (bounded by ``timeout``), then close the sink."""
+        if not await self.flush(timeout) and self._pending_items:
+            self.dropped[f"shutdown:{self.sink.name}"] += self._pending_items
+            log.error("telemetry_lost_at_shutdown", sink=self.sink.name, items=self._pending_items)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self.sink.close()
+        except Exception as exc:
+            log.warning("telemetry_sink_close_failed", sink=self.sink.name, error=type(exc).__name__)

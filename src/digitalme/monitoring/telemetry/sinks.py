@@ -1,0 +1,51 @@
+"""Where processed telemetry goes: the embedded store and the optional exporters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from digitalme.monitoring.telemetry.items import AnyItem
+from digitalme.monitoring.telemetry.sketch import Bucket
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesKey:
+    """A metric series: its name and its dimensions, sorted by name."""
+
+    name: str
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+    def dims(self) -> dict[str, str]:
+        return dict(self.dimensions)
+
+
+@dataclass(slots=True)
+class TelemetryBatch:
+    """One flush: enriched, redacted and sampled items, and the metric buckets that changed.
+
+    Buckets are cumulative: a bucket that is still filling is sent again, whole,
+    each time it changes, so a sink upserts it by (series, resolution, start).
+    """
+
+    items: Sequence[AnyItem] = ()
+    buckets: Sequence[tuple[SeriesKey, Bucket]] = field(default_factory=list)
+    instance: str = ""
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.buckets)
+
+
+class TelemetrySink(Protocol):
+    """A destination for telemetry batches; slow or failing sinks never affect others."""
+
+    name: str
+
+    async def write(self, batch: TelemetryBatch) -> None:
+        """Persist or export the batch; raise to have it retried later."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown after the last write."""
+        ...

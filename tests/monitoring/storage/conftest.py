@@ -1,0 +1,55 @@
+"""Fixtures for the telemetry store tests: a migrated store on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from digitalme.monitoring.storage import TelemetryStore
+from digitalme.monitoring.testing import FakeClock
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC, a multiple of 3600
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'var' / 'telemetry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(store_url: str, clock: FakeClock) -> AsyncIterator[TelemetryStore]:
+    store = await TelemetryStore.open(store_url, clock=clock)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def settle_sqlite_threads() -> Callable[[], Awaitable[None]]:
+    """Wait for aiosqlite worker threads started during the test to end.
+
+    When a connection cannot be opened, aiosqlite stops its worker thread without
+    waiting for it; the thread then reports back to the event loop, which must
+    still be open, so tests of unreachable SQLite stores wait here before ending.
+    """
+    before = set(threading.enumerate())
+
+    async def settle() -> None:
+        for thread in set(threading.enumerate()) - before:
+            if "_connection_worker_thread" in thread.name:
+                await asyncio.to_thread(thread.join, 10.0)
+
+    return settle

@@ -1,0 +1,155 @@
+"""The pipeline: priorities when full, sampling weights, sink outages, drain on shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from digitalme.monitoring.facade import Monitoring
+from digitalme.monitoring.telemetry.buffer import ItemBuffer
+from digitalme.monitoring.telemetry.context import TelemetryContext, current_context
+from digitalme.monitoring.telemetry.items import (
+    EventItem,
+    ExceptionItem,
+    RequestItem,
+    SecurityEventItem,
+    Severity,
+)
+from digitalme.monitoring.telemetry.sampling import Sampler, ladder, score
+from digitalme.monitoring.testing import FakeClock, InMemorySink
+from digitalme.settings import load_settings
+
+
+def event(n: int) -> EventItem:
+    return EventItem(time=float(n), name=f"e{n}")
+
+
+def exception(n: int) -> ExceptionItem:
+    return ExceptionItem(time=float(n), type="E", message=str(n))
+
+
+def test_full_buffer_drops_lowest_priority_first() -> None:
+    buffer = ItemBuffer(capacity=3)
+    for n in range(3):
+        buffer.submit(event(n))
+    buffer.submit(exception(10))  # evicts the oldest event
+    buffer.submit(exception(11))
+    buffer.submit(exception(12))
+    buffer.submit(exception(13))  # nothing lower left: the new one is dropped
+    buffer.submit(event(99))
+    assert [item.time for item in buffer.drain()] == [10, 11, 12]
+    assert buffer.dropped == {"evicted_for_priority": 3, "buffer_full": 2}
+
+
+def test_ladder_gives_whole_weights() -> None:
+    assert ladder(100) == 100
+    assert ladder(50) == 50
+    assert ladder(40) == pytest.approx(100 / 3)
+    assert ladder(0.0001) == pytest.approx(0.1)
+
+
+def test_fixed_sampling_keeps_operations_whole_and_weights_are_unbiased() -> None:
+    sampler = Sampler(25)
+    kept_weight = 0.0
+    total = 4000
+    for n in range(total):
+        context = TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16)
+        request = RequestItem(time=0, context=context, name="GET /", duration_ms=1,
+                              status_code=200, success=True)
+        dependency = RequestItem(time=0, context=context, name="GET /", duration_ms=1,
+                                 status_code=200, success=True)
+        kept = sampler.keep(request, 0.0)
+        assert sampler.keep(dependency, 0.0) is kept  # one decision per operation
+        if kept:
+            assert request.weight == 4.0
+            kept_weight += request.weight
+    assert abs(kept_weight - total) / total < 0.1
+    assert 0 <= score("anything") < 100
+
+
+def test_exceptions_and_security_events_are_never_sampled() -> None:
+    sampler = Sampler(0.1)
+    for n in range(200):
+        context = TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16)
+        assert sampler.keep(ExceptionItem(time=0, context=context, type="E", message=""), 0)
+        item = SecurityEventItem(time=0, context=context, event_type="RateLimit",
+                                 severity=Severity.MEDIUM, details="")
+        assert sampler.keep(item, 0)
+
+
+def test_adaptive_sampling_decreases_fast_and_increases_slowly() -> None:
+    sampler = Sampler(100, adaptive=True, target_per_second=10, evaluation_interval=10,
+                      increase_cooldown=60)
+    now = 0.0
+
+    def feed(per_second: int, seconds: int) -> None:
+        nonlocal now
+        for _ in range(seconds):
+            for n in range(per_second):
+                sampler.keep(EventItem(time=now, name="e", context=TelemetryContext(
+                    trace_id=f"{n:032x}", span_id="1" * 16)), now)
+            now += 1
+
+    feed(1, 1)
+    feed(100, 11)  # 10x the target: cut at once to 10 %
+    assert sampler.percentage == pytest.approx(10)
+    feed(1, 11)  # load gone, but increases wait for the cooldown
+    assert sampler.percentage == pytest.approx(10)
+    feed(1, 60)
+    assert sampler.percentage == pytest.approx(20)  # then at most doubles per step
+    feed(1, 200)
+    assert sampler.percentage == 100
+
+
+@pytest.mark.parametrize("telemetry_overrides", [{"sampling_percentage": 20,
+                                                  "enable_adaptive_sampling": False}])
+async def test_counts_from_metrics_are_exact_even_when_items_are_sampled(
+    monitoring: Monitoring, sink: InMemorySink, telemetry_overrides: dict[str, Any]
+) -> None:
+    for n in range(500):
+        token = current_context.set(TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16))
+        monitoring.client.track_request("GET /x", monitoring.clock.time(), 0.01,
+                                        500 if n < 25 else 200, n >= 25)
+        current_context.reset(token)
+    await monitoring.pipeline.flush()
+    now = monitoring.clock.time()
+    windows = dict(
+        (dims["success"], bucket.count)
+        for dims, bucket in monitoring.aggregator.window(
+            "http.server.duration", now - 60, now + 60, group_by=["success"]
+        )
+    )
+    assert windows == {"true": 475, "false": 25}
+    stored = sink.of_kind(RequestItem)
+    assert 0 < len(stored) < 500
+    assert all(item.weight == 5.0 for item in stored)
+
+
+async def test_a_failing_sink_loses_nothing_and_recovers(
+    monitoring: Monitoring, sink: InMemorySink
+) -> None:
+    sink.failing = True
+    for n in range(10):
+        monitoring.client.track_event(f"e{n}")
+    monitoring.pipeline.process(force=True)
+    assert not await monitoring.pipeline.workers[0].flush(timeout=0.2)
+    assert monitoring.pipeline.workers[0].failing
+    sink.failing = False
+    assert await monitoring.pipeline.workers[0].flush(timeout=5)
+    assert [e.name for e in sink.of_kind(EventItem)] == [f"e{n}" for n in range(10)]
+    assert not monitoring.pipeline.workers[0].failing
+
+
+async def test_stop_drains_everything(clock: FakeClock) -> None:
+    sink = InMemorySink()
+    stack = Monitoring(load_settings(), clock=clock, sinks=[sink], strict=True)
+    await stack.start()
+    for n in range(1000):
+        stack.client.track_event(f"e{n}")
+        stack.client.track_metric("m", float(n))
+    await stack.stop()
+    assert len(sink.of_kind(EventItem)) == 1000
+    assert sink.closed
+    [bucket] = [b for (key, _), b in sink.buckets.items() if key.name == "m"]
+    assert bucket.count == 1000
