@@ -42,7 +42,7 @@ def create_app(
     clock = clock or SystemClock()
     events = security_events or SecurityEvents()
     if monitoring is None:
-        monitoring = Monitoring(settings, clock=clock, version=__version__)
+        monitoring = Monitoring.from_settings(settings, clock=clock, version=__version__)
     telemetry = monitoring.client
 
     def record_security_event(event: SecurityEvent) -> None:

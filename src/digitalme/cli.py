@@ -39,8 +39,10 @@ def _settings(config: Path | None) -> Settings:
 
 def _upgrade(settings: Settings) -> None:
     from digitalme.host.migrate import upgrade
+    from digitalme.monitoring.storage import upgrade as upgrade_telemetry_store
 
     upgrade(settings.database_url)
+    upgrade_telemetry_store(settings.telemetry_store_url)
 
 
 async def _first_admin(settings: Settings) -> None:
@@ -98,7 +100,7 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
-    """Apply all database migrations."""
+    """Apply all database migrations (the host database and the telemetry store)."""
     settings = _settings(config)
     _upgrade(settings)
     typer.echo("database is up to date")

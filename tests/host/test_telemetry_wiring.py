@@ -29,8 +29,11 @@ async def test_requests_are_named_by_route_template_with_context(
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     await client.get(
         f"/api/personality/{profile_id}",
-        headers={**account.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
-                 "User-Agent": "pytest-agent"},
+        headers={
+            **account.headers,
+            "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+            "User-Agent": "pytest-agent",
+        },
     )
     await client.get("/api/personality/999999", headers=account.headers)
     await client.get("/no/such/route")

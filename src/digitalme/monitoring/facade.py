@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.storage import RetentionJob, TelemetryStore
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.buffer import ItemBuffer
 from digitalme.monitoring.telemetry.client import TelemetryClient
@@ -47,6 +48,7 @@ class Monitoring:
         *,
         clock: Clock | None = None,
         sinks: Sequence[TelemetrySink] = (),
+        store: TelemetryStore | None = None,
         version: str = "0.0.0",
         instance: str | None = None,
         strict: bool = False,
@@ -56,6 +58,12 @@ class Monitoring:
         self.clock = clock or SystemClock()
         self.instance = instance or uuid.uuid4().hex[:12]
         self.bus = EventBus()
+        self.store = store
+        self.retention = (
+            RetentionJob(store, telemetry.retention, clock=self.clock)
+            if store is not None
+            else None
+        )
         self.registry = SeriesRegistry(telemetry.max_series_per_metric)
         self.buffer = ItemBuffer(telemetry.buffer_size)
         self.aggregator = Aggregator(
@@ -86,7 +94,10 @@ class Monitoring:
             instance=self.instance,
         )
         self.client = TelemetryClient(
-            clock=self.clock, buffer=self.buffer, registry=self.registry, bus=self.bus,
+            clock=self.clock,
+            buffer=self.buffer,
+            registry=self.registry,
+            bus=self.bus,
             strict=strict,
         )
         self.performance = PerformanceMonitor(self.client, self.clock)
@@ -99,10 +110,26 @@ class Monitoring:
         self._running = False
         self._stop_metrics_port: Callable[[], None] | None = None
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        version: str = "0.0.0",
+        extra_sinks: Sequence[TelemetrySink] = (),
+    ) -> Monitoring:
+        """The default set-up: the embedded telemetry store (migrated by ``db upgrade``) as sink."""
+        clock = clock or SystemClock()
+        store = TelemetryStore(settings.telemetry_store_url, clock=clock)
+        return cls(settings, clock=clock, store=store, sinks=[store, *extra_sinks], version=version)
+
     async def start(self) -> None:
         if self._running:
             return
         self.pipeline.start()
+        if self.retention is not None:
+            self.retention.start()
         if self.system is not None:
             await self.system.start()
         metrics = self.settings.metrics
@@ -121,6 +148,8 @@ class Monitoring:
             self._stop_metrics_port = None
         if self.system is not None:
             await self.system.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.pipeline.stop()
         self._running = False
 

@@ -12,8 +12,6 @@ import pytest
 from digitalme.monitoring.storage import TelemetryStore
 from digitalme.monitoring.testing import FakeClock
 
-T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC, a multiple of 3600
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -35,7 +35,7 @@ async def values(store: TelemetryStore) -> Values:
     rng = random.Random(7)
     data: Values = {}
     for instance in ("web-1", "web-2"):
-        batch = TelemetryBatch(instance=instance, buckets=[])
+        buckets: list[tuple[SeriesKey, Bucket]] = []
         for step in range(60):
             start = T0 + 10 * step
             for route in ROUTES:
@@ -47,8 +47,8 @@ async def values(store: TelemetryStore) -> Values:
                 for point in points:
                     bucket.add(point)
                 key = SeriesKey(NAME, (("instance_role", "api"), ("route", route)))
-                batch.buckets.append((key, bucket))  # type: ignore[attr-defined]
-        await store.write(batch)
+                buckets.append((key, bucket))
+        await store.write(TelemetryBatch(instance=instance, buckets=buckets))
     return data
 
 

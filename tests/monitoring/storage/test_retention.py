@@ -6,11 +6,18 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, select
 
-from digitalme.monitoring.storage import RetentionJob, TelemetryStore, compact, schema
+from digitalme.monitoring.storage import (
+    CompactionReport,
+    RetentionJob,
+    TelemetryStore,
+    compact,
+    schema,
+)
 from digitalme.monitoring.telemetry.items import EventItem, ItemKind, RequestItem
 from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch
 from digitalme.monitoring.telemetry.sketch import Bucket
@@ -36,7 +43,7 @@ async def _write_buckets(store: TelemetryStore, start: float, minutes: int) -> V
     rng = random.Random(11)
     data: Values = {}
     for instance in ("web-1", "web-2"):
-        batch = TelemetryBatch(instance=instance, buckets=[])
+        buckets: list[tuple[SeriesKey, Bucket]] = []
         for step in range(minutes * 6):
             bucket_start = start + 10 * step
             for key in KEYS:
@@ -45,8 +52,8 @@ async def _write_buckets(store: TelemetryStore, start: float, minutes: int) -> V
                 bucket = Bucket(bucket_start, 10)
                 for value in values:
                     bucket.add(value)
-                batch.buckets.append((key, bucket))  # type: ignore[attr-defined]
-        await store.write(batch)
+                buckets.append((key, bucket))
+        await store.write(TelemetryBatch(instance=instance, buckets=buckets))
     return data
 
 
@@ -64,8 +71,10 @@ async def _snapshot(store: TelemetryStore) -> list[tuple[object, ...]]:
     statement = select(table).where(table.c.resolution > 10)
     async with store.engine.connect() as connection:
         result = await connection.execute(
-            statement.order_by(table.c.series_id, table.c.resolution, table.c.start, table.c.instance)
-        )  # fmt: skip
+            statement.order_by(
+                table.c.series_id, table.c.resolution, table.c.start, table.c.instance
+            )
+        )
         return [tuple(row) for row in result]
 
 
@@ -140,8 +149,11 @@ async def test_deletion_follows_each_retention(store: TelemetryStore) -> None:
     await _write_buckets(store, old, 120)
     await store.write(
         TelemetryBatch(
-            items=[EventItem(time=old, name="old"), EventItem(time=T0, name="new")]
-            + [RequestItem(time=old, name="GET /", duration_ms=1, status_code=200, success=True)]
+            items=[
+                EventItem(time=old, name="old"),
+                EventItem(time=T0, name="new"),
+                RequestItem(time=old, name="GET /", duration_ms=1, status_code=200, success=True),
+            ]
         )
     )
     retention = RetentionSettings(
@@ -172,10 +184,22 @@ async def test_fine_buckets_are_not_deleted_before_they_are_rolled_up(
     assert set(await _levels(store)) == {10}
 
 
-async def _wait_for_runs(job: RetentionJob, runs: int) -> None:
-    async with asyncio.timeout(30):
-        while job.runs < runs:
-            await asyncio.sleep(0.01)
+class ObservedJob(RetentionJob):
+    """A retention job that tells when a run has ended, whatever its outcome."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ran = asyncio.Event()
+
+    async def run_once(self) -> CompactionReport:
+        try:
+            return await super().run_once()
+        finally:
+            self.ran.set()
+
+    async def first_run(self) -> None:
+        async with asyncio.timeout(30):
+            await self.ran.wait()
 
 
 async def test_retention_job_runs_in_the_background(
@@ -183,15 +207,15 @@ async def test_retention_job_runs_in_the_background(
 ) -> None:
     clock.advance(T0 + 2 * HOUR - clock.time())
     await _write_buckets(store, T0, 10)
-    job = RetentionJob(store, RETENTION, clock=clock)
+    job = ObservedJob(store, RETENTION, clock=clock)
 
     job.start()
     try:
-        await _wait_for_runs(job, 1)
+        await job.first_run()
     finally:
         await job.stop()
 
-    assert job.failures == 0
+    assert (job.runs, job.failures) == (1, 0)
     assert job.last_report is not None
     assert job.last_report.rolled_up[60] == 2 * 2 * 10
 
@@ -202,18 +226,18 @@ async def test_retention_job_logs_failures_and_keeps_going(
     blocker = tmp_path / "file"
     blocker.write_text("")
     store = TelemetryStore(f"sqlite+aiosqlite:///{blocker / 'telemetry.db'}")
-    job = RetentionJob(store, RetentionSettings(interval=1), clock=FakeClock())
+    job = ObservedJob(store, RetentionSettings(interval=1), clock=FakeClock())
 
     with structlog.testing.capture_logs() as logs:
         job.start()
         try:
-            await _wait_for_runs(job, 1)
+            await job.first_run()
         finally:
             await job.stop()
             await store.close()
             await settle_sqlite_threads()
 
-    assert job.failures >= 1
+    assert (job.runs, job.failures) == (1, 1)
     assert job.last_report is None
     assert logs[0]["event"] == "telemetry retention failed"
     assert logs[0]["log_level"] == "warning"

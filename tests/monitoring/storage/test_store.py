@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -100,14 +101,14 @@ async def test_non_finite_and_odd_values_are_stored_as_json(store: TelemetryStor
         time=T0,
         name="Odd",
         measurements={"nan": math.nan, "inf": math.inf, "ok": 1.5},
-        properties={"path": Path("/tmp/x"), "n": 3},
+        properties={"amount": Decimal("1.50"), "n": 3},
     )
 
     await store.write(TelemetryBatch(items=[item]))
 
     [event] = await store.query.recent(ItemKind.EVENT, 1)
     assert event["measurements"] == {"nan": None, "inf": None, "ok": 1.5}
-    assert event["properties"] == {"path": "/tmp/x", "n": 3}
+    assert event["properties"] == {"amount": "1.50", "n": 3}
 
 
 async def _bucket_rows(store: TelemetryStore) -> list[tuple[object, ...]]:

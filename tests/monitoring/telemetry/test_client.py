@@ -102,9 +102,7 @@ async def test_non_string_dimension_values_are_coerced(monitoring: Monitoring) -
     client.track_metric("m", 1.0, {"code": 200, "ok": True, "tags": ["a", "b"]})
     monitoring.pipeline.process(force=True)
     [series] = [s for s in monitoring.registry.all() if s.key.name == "m"]
-    assert series.key == SeriesKey(
-        "m", (("code", "200"), ("ok", "true"), ("tags", "['a', 'b']"))
-    )
+    assert series.key == SeriesKey("m", (("code", "200"), ("ok", "true"), ("tags", "['a', 'b']")))
 
 
 async def test_cardinality_cap_overflows_into_other(clock: FakeClock, sink: InMemorySink) -> None:
@@ -126,15 +124,28 @@ async def test_cardinality_cap_overflows_into_other(clock: FakeClock, sink: InMe
 async def test_items_capture_context_and_are_enriched(
     monitoring: Monitoring, sink: InMemorySink
 ) -> None:
-    context = TelemetryContext(trace_id="a" * 32, span_id="b" * 16, request_id="req-1",
-                               client_ip="203.0.113.9", path="/x", method="GET")
+    context = TelemetryContext(
+        trace_id="a" * 32,
+        span_id="b" * 16,
+        request_id="req-1",
+        client_ip="203.0.113.9",
+        path="/x",
+        method="GET",
+    )
     token = current_context.set(context)
     try:
         client = monitoring.client
         client.track_request("GET /x", monitoring.clock.time(), 0.012, 200, True)
-        client.track_dependency("HTTP", "GET /v1", "https://api.example/v1", 0.0,
-                                timedelta(milliseconds=30), True, target="api.example",
-                                result_code=200)
+        client.track_dependency(
+            "HTTP",
+            "GET /v1",
+            "https://api.example/v1",
+            0.0,
+            timedelta(milliseconds=30),
+            True,
+            target="api.example",
+            result_code=200,
+        )
         client.track_event("Checkout", {"Environment": "caller wins", "n": 3}, {"total": 9.5})
         try:
             raise ValueError("bad thing with password=hunter2")

@@ -55,10 +55,12 @@ def test_fixed_sampling_keeps_operations_whole_and_weights_are_unbiased() -> Non
     total = 4000
     for n in range(total):
         context = TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16)
-        request = RequestItem(time=0, context=context, name="GET /", duration_ms=1,
-                              status_code=200, success=True)
-        dependency = RequestItem(time=0, context=context, name="GET /", duration_ms=1,
-                                 status_code=200, success=True)
+        request = RequestItem(
+            time=0, context=context, name="GET /", duration_ms=1, status_code=200, success=True
+        )
+        dependency = RequestItem(
+            time=0, context=context, name="GET /", duration_ms=1, status_code=200, success=True
+        )
         kept = sampler.keep(request, 0.0)
         assert sampler.keep(dependency, 0.0) is kept  # one decision per operation
         if kept:
@@ -73,22 +75,30 @@ def test_exceptions_and_security_events_are_never_sampled() -> None:
     for n in range(200):
         context = TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16)
         assert sampler.keep(ExceptionItem(time=0, context=context, type="E", message=""), 0)
-        item = SecurityEventItem(time=0, context=context, event_type="RateLimit",
-                                 severity=Severity.MEDIUM, details="")
+        item = SecurityEventItem(
+            time=0, context=context, event_type="RateLimit", severity=Severity.MEDIUM, details=""
+        )
         assert sampler.keep(item, 0)
 
 
 def test_adaptive_sampling_decreases_fast_and_increases_slowly() -> None:
-    sampler = Sampler(100, adaptive=True, target_per_second=10, evaluation_interval=10,
-                      increase_cooldown=60)
+    sampler = Sampler(
+        100, adaptive=True, target_per_second=10, evaluation_interval=10, increase_cooldown=60
+    )
     now = 0.0
 
     def feed(per_second: int, seconds: int) -> None:
         nonlocal now
         for _ in range(seconds):
             for n in range(per_second):
-                sampler.keep(EventItem(time=now, name="e", context=TelemetryContext(
-                    trace_id=f"{n:032x}", span_id="1" * 16)), now)
+                sampler.keep(
+                    EventItem(
+                        time=now,
+                        name="e",
+                        context=TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16),
+                    ),
+                    now,
+                )
             now += 1
 
     feed(1, 1)
@@ -102,15 +112,17 @@ def test_adaptive_sampling_decreases_fast_and_increases_slowly() -> None:
     assert sampler.percentage == 100
 
 
-@pytest.mark.parametrize("telemetry_overrides", [{"sampling_percentage": 20,
-                                                  "enable_adaptive_sampling": False}])
+@pytest.mark.parametrize(
+    "telemetry_overrides", [{"sampling_percentage": 20, "enable_adaptive_sampling": False}]
+)
 async def test_counts_from_metrics_are_exact_even_when_items_are_sampled(
     monitoring: Monitoring, sink: InMemorySink, telemetry_overrides: dict[str, Any]
 ) -> None:
     for n in range(500):
         token = current_context.set(TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16))
-        monitoring.client.track_request("GET /x", monitoring.clock.time(), 0.01,
-                                        500 if n < 25 else 200, n >= 25)
+        monitoring.client.track_request(
+            "GET /x", monitoring.clock.time(), 0.01, 500 if n < 25 else 200, n >= 25
+        )
         current_context.reset(token)
     await monitoring.pipeline.flush()
     now = monitoring.clock.time()

@@ -13,10 +13,16 @@ from digitalme.host.db import Base, create_engine
 target_metadata = Base.metadata
 
 
+def _host_tables_only(name: str | None, type_: str, _parent: object) -> bool:
+    # The telemetry store may share the database; its tables are not ours to diff.
+    return not (type_ == "table" and name is not None and name.startswith("telemetry_"))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=_host_tables_only,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

@@ -1,4 +1,4 @@
-"""Reading metric buckets: resolution choice, stitching of roll-up levels, decoding.
+"""Reading metric buckets: resolution choice and stitching of roll-up levels.
 
 Roll-ups (:mod:`.retention`) record in ``telemetry_rollups`` up to where each
 coarse level is complete. A query at resolution R reads R buckets up to that
@@ -17,7 +17,6 @@ from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.storage import schema
-from digitalme.monitoring.telemetry.sketch import Bucket, sketch_from_bytes
 
 RESOLUTIONS = schema.RESOLUTIONS
 YIELD_EVERY = 256  # rows decoded between two yields to the event loop
@@ -101,11 +100,3 @@ async def read_buckets(
         )
         rows.extend((await connection.execute(statement)).mappings())
     return rows
-
-
-def bucket_from_row(row: RowMapping) -> Bucket:
-    """A stored bucket row (a mapping with the bucket columns) as a :class:`Bucket`."""
-    sketch = sketch_from_bytes(row["sketch"])
-    return Bucket(
-        row["start"], row["resolution"], row["count"], row["sum"], row["min"], row["max"], sketch
-    )

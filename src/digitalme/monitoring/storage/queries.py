@@ -19,17 +19,13 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from digitalme.monitoring.storage import schema
-from digitalme.monitoring.storage.buckets import (
-    bucket_from_row,
-    choose_resolution,
-    cooperatively,
-    read_buckets,
-)
+from digitalme.monitoring.storage.buckets import choose_resolution, cooperatively, read_buckets
 from digitalme.monitoring.storage.errors import QueryError
+from digitalme.monitoring.storage.merging import BucketMerger
 from digitalme.monitoring.telemetry.items import ItemKind
 from digitalme.monitoring.telemetry.sketch import Bucket
 
@@ -99,8 +95,7 @@ class TelemetryQueries:
         _check_window(start, end)
         if resolution is not None and resolution not in RESOLUTIONS:
             raise QueryError("resolution", f"must be one of {RESOLUTIONS}")
-        length = max(1, math.ceil(end - start))
-        groups: dict[tuple[str, ...], Bucket] = {}
+        groups: dict[tuple[str, ...], BucketMerger] = {}
         async with self.engine.connect() as connection:
             series = await _series(connection, name, where)
             if not series:
@@ -111,9 +106,15 @@ class TelemetryQueries:
             keys = {sid: tuple(dims.get(d, "") for d in group_by) for sid, dims in series.items()}
             rows = await read_buckets(connection, keys, resolution, start, end, sketch=True)
             async for row in cooperatively(rows):
-                group = groups.setdefault(keys[row["series_id"]], Bucket(start, length))
-                group.merge(bucket_from_row(row))
-        return [(dict(zip(group_by, key, strict=True)), groups[key]) for key in sorted(groups)]
+                group = groups.get(keys[row["series_id"]])
+                if group is None:
+                    groups[keys[row["series_id"]]] = group = BucketMerger()
+                group.add(row)
+        length = max(1, math.ceil(end - start))
+        return [
+            (dict(zip(group_by, key, strict=True)), groups[key].bucket(start, length))
+            for key in sorted(groups)
+        ]
 
     async def metric_points(
         self,
@@ -143,8 +144,9 @@ class TelemetryQueries:
         points = math.ceil((end - start) / step)
         if points > max_points:
             raise QueryError("step", f"gives {points} points, more than max_points={max_points}")
-        steps = [Bucket(start + i * step, max(1, math.ceil(step))) for i in range(points)]
-        q = aggregation.quantile
+        length = max(1, math.ceil(step))
+        steps = [Bucket(start + i * step, length) for i in range(points)]
+        sketches = [BucketMerger() for _ in steps] if aggregation.quantile is not None else []
         async with self.engine.connect() as connection:
             series = await _series(connection, name, where)
             if series:
@@ -153,17 +155,22 @@ class TelemetryQueries:
                 resolution = await choose_resolution(connection, allowed, start)
                 keys = dict.fromkeys(series, ())
                 rows = await read_buckets(
-                    connection, keys, resolution, start, end, sketch=q is not None
+                    connection, keys, resolution, start, end, sketch=bool(sketches)
                 )
-                for row in rows:
-                    target = steps[min(int((row["start"] - start) // step), points - 1)]
-                    if q is None:  # no sketch loaded: fold the numbers only
+                async for row in cooperatively(rows):
+                    index = min(int((row["start"] - start) // step), points - 1)
+                    if sketches:
+                        sketches[index].add(row)
+                    else:  # no sketch read: fold the numbers only
+                        target = steps[index]
                         target.count += row["count"]
                         target.sum += row["sum"]
                         target.min = min(target.min, row["min"])
                         target.max = max(target.max, row["max"])
-                    else:
-                        target.merge(bucket_from_row(row))
+        if sketches:
+            steps = [
+                merger.bucket(b.start, length) for merger, b in zip(sketches, steps, strict=True)
+            ]
         return [(b.start, _value(aggregation, b, min(step, end - b.start))) for b in steps]
 
     async def count_items(
@@ -225,8 +232,8 @@ def _item_table(kind: ItemKind | str) -> Any:
 def _filters(table: Any, where: Mapping[str, object] | None) -> list[Any]:
     conditions = []
     for column, value in (where or {}).items():
-        if column not in table.c or column == "properties":
-            raise QueryError("where", f"no column {column!r} on {table.name}")
+        if column not in table.c or isinstance(table.c[column].type, JSON):
+            raise QueryError("where", f"no comparable column {column!r} on {table.name}")
         conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
     return conditions
 

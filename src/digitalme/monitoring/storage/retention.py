@@ -29,9 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.storage import schema
-from digitalme.monitoring.storage.buckets import bucket_from_row, cooperatively
+from digitalme.monitoring.storage.buckets import cooperatively
+from digitalme.monitoring.storage.merging import BucketMerger
 from digitalme.monitoring.storage.store import TelemetryStore
-from digitalme.monitoring.telemetry.sketch import Bucket, sketch_to_bytes
+from digitalme.monitoring.telemetry.sketch import sketch_to_bytes
 from digitalme.settings import RetentionSettings
 
 SETTLE = 60.0  # seconds after a period's end before its buckets count as completed
@@ -123,26 +124,27 @@ async def _roll_chunk(
         .where(table.c.resolution == fine, table.c.start >= lower, table.c.start < upper)
         .order_by(table.c.series_id, table.c.instance, table.c.start)
     )
-    merged: dict[tuple[int, str, float], Bucket] = {}
+    merged: dict[tuple[int, str, float], BucketMerger] = {}
     async for row in cooperatively(result.mappings().all()):
-        period = float(_floor(row["start"], coarse))
-        key = (row["series_id"], row["instance"], period)
-        target = merged.setdefault(key, Bucket(period, coarse))
-        target.merge(bucket_from_row(row))
+        key = (row["series_id"], row["instance"], float(_floor(row["start"], coarse)))
+        target = merged.get(key)
+        if target is None:
+            merged[key] = target = BucketMerger()
+        target.add(row)
     rows = [
         {
             "series_id": series_id,
             "resolution": coarse,
             "start": period,
             "instance": instance,
-            "count": bucket.count,
-            "sum": bucket.sum,
-            "min": bucket.min,
-            "max": bucket.max,
-            "sketch": sketch_to_bytes(bucket.sketch),
+            "count": target.count,
+            "sum": target.sum,
+            "min": target.min,
+            "max": target.max,
+            "sketch": sketch_to_bytes(target.sketches.sketch()),
         }
-        for (series_id, instance, period), bucket in merged.items()
-        if bucket.count > 0
+        for (series_id, instance, period), target in merged.items()
+        if target.count > 0
     ]
     if rows:
         await connection.execute(store.bucket_upsert(), rows)

@@ -17,11 +17,27 @@ from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import SeriesKey
 from digitalme.monitoring.telemetry.sketch import Bucket
 
-
 # Upper bounds of the cumulative histograms exported to Prometheus (values are
 # usually milliseconds): Prometheus' default buckets, in ms, plus a few more.
 HISTOGRAM_BOUNDS: tuple[float, ...] = (
-    1, 2.5, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000,
+    1,
+    2.5,
+    5,
+    10,
+    25,
+    50,
+    75,
+    100,
+    250,
+    500,
+    750,
+    1000,
+    2500,
+    5000,
+    7500,
+    10000,
+    30000,
+    60000,
 )
 
 

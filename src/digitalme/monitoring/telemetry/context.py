@@ -72,9 +72,7 @@ def context_from_traceparent(header: str | None) -> TelemetryContext:
     )
 
 
-current_context: ContextVar[TelemetryContext | None] = ContextVar(
-    "telemetry_context", default=None
-)
+current_context: ContextVar[TelemetryContext | None] = ContextVar("telemetry_context", default=None)
 
 
 def annotate_request(

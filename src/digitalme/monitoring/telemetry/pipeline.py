@@ -10,6 +10,7 @@ buckets at least every second. Shutdown processes and writes everything left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 
@@ -104,10 +105,8 @@ class TelemetryPipeline:
         """Stop ticking, process what is left and write it; bounded by ``timeout`` per sink."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self.process(force=True)
         for worker in self.workers:
@@ -188,4 +187,6 @@ class TelemetryPipeline:
 
 
 def _copy(batch: TelemetryBatch) -> TelemetryBatch:
-    return TelemetryBatch(items=list(batch.items), buckets=list(batch.buckets), instance=batch.instance)
+    return TelemetryBatch(
+        items=list(batch.items), buckets=list(batch.buckets), instance=batch.instance
+    )

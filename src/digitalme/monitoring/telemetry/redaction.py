@@ -31,10 +31,10 @@ How far an unquoted value goes: up to whitespace or a quote character, a
 ``&`` that starts another ``name=`` pair, or a ``;`` / ``,`` followed by
 whitespace. A quoted value goes to its closing quote (backslash escapes
 respected); a value that opens a bracket goes to the matching bracket. An
-auth scheme word (``Basic``, ``Bearer``, ...) as a value takes the rest of
-the line. A Bearer token ends at whitespace, a quote or ``&``. When a value's
-end cannot be found (unterminated quote or bracket) more is redacted, never
-less.
+auth scheme word (``Basic``, ``Bearer``, ...) after ``name:`` takes the rest
+of the line. A Bearer token ends at whitespace, a quote or ``&``. When a
+value's end cannot be found (unterminated quote or bracket) more is
+redacted, never less.
 
 Every regular expression is precompiled and has bounded repetitions without
 ambiguous alternatives, and every scan moves forward, so the work is linear
@@ -68,10 +68,11 @@ DEFAULT_SENSITIVE_FIELDS: Final[tuple[str, ...]] = (
 
 _log = logging.getLogger(__name__)
 
-# Hard bound on what is looked at, and so on every repetition below: a run can
-# never be longer than the text.
+# Hard bound on what is looked at. Every repetition below is bounded by `_N`,
+# which no run can reach: redaction at most multiplies the length by 11
+# (`a=1` -> `a=[REDACTED]`), and passes after the first see that text.
 _MAX_INPUT: Final = 1 << 20
-_N: Final = str(_MAX_INPUT)
+_N: Final = str(16 * _MAX_INPUT)
 _MAX_NAME: Final = 1024  # longer names are judged on their first 1024 characters
 _MAX_DEPTH: Final = 8  # JSON-in-a-string and URL-encoding levels unpacked
 _CACHE_SIZE: Final = 8192  # names per cache; cleared when full
@@ -124,27 +125,12 @@ _NEXT_PAIR = _compile(r"&(?:amp;)?[{NAME}]{1,256}=")
 _STRING_LITERAL = _compile(r""""(?:[^"\\\r\n]|\\[^\r\n]){0,{MAX}}(?:"|\\?(?=[\r\n]|\Z))""")
 _BRACKET_OR_QUOTE = _compile(r"""[\[\]{}"']""")
 _OPENER: Final = {"]": "[", "}": "{"}
-_AUTH_SCHEMES: Final = frozenset(
-    {
-        "basic",
-        "bearer",
-        "digest",
-        "token",
-        "negotiate",
-        "ntlm",
-        "apikey",
-        "api-key",
-        "key",
-        "hoba",
-        "mutual",
-        "dpop",
-        "oauth",
-        "mac",
-        "signature",
-        "sharedkey",
-        "aws4-hmac-sha256",
-    }
-)
+# fmt: off
+_AUTH_SCHEMES: Final = frozenset((
+    "basic", "bearer", "digest", "token", "negotiate", "ntlm", "apikey", "api-key", "key",
+    "hoba", "mutual", "dpop", "oauth", "mac", "signature", "sharedkey", "aws4-hmac-sha256",
+))
+# fmt: on
 
 _BEARER = _compile(
     r"""(?i)(?P<lead>\bbearer(?:[ \t]{1,16}|%20|\+|\\{1,7}t))(?!\[REDACTED\])"""
@@ -192,6 +178,7 @@ class Redactor:
         self._fields = frozenset(fields)
         self._suffix_fields = tuple(f for f in fields if len(f) >= _MIN_SUFFIX_FIELD)
         self._work_limit = min(_MAX_INPUT, max(16 * max_length, 65_536))
+        self._redacted_value = self._truncate(REDACTED, 0)  # REDACTED unless max_length < 10
         self._name_cache: dict[str, bool] = {}
         self._key_cache: dict[str, tuple[str, bool]] = {}
         self._errors = 0
@@ -279,14 +266,14 @@ class Redactor:
                 info = key_cache.get(raw_key) if type(raw_key) is str else None
                 key, sensitive = self._key_info(raw_key) if info is None else info
                 if sensitive:
-                    text = REDACTED
+                    text = self._redacted_value
                 elif type(value) is str and len(value) <= max_length and not needs_work(value):
                     text = value  # the common case, without the general path's calls
                 else:
                     text = self._redact_value(value)
             except Exception:
                 self._record_error()
-                key, text = f"property{index}", REDACTED
+                key, text = f"property{index}", self._redacted_value
             if key in out:
                 base, n = key, 2
                 while key in out:
@@ -308,7 +295,7 @@ class Redactor:
             return self._truncate(self._redact(text, 0), max(cut, 0))
         except Exception:
             self._record_error()
-            return REDACTED
+            return self._redacted_value
 
     def truncate(self, text: str) -> str:
         """``text`` cut to ``max_length`` characters, with a marker saying how many went."""
@@ -318,7 +305,7 @@ class Redactor:
             return self._truncate(text, 0)
         except Exception:
             self._record_error()
-            return REDACTED
+            return self._redacted_value
 
     # -- properties -------------------------------------------------------------------
 
@@ -460,7 +447,10 @@ class Redactor:
     def _redact_named_values(self, text: str) -> str:
         pieces: list[str] = []
         done = pos = 0
-        n = len(text)
+        # A bracket scan that finds no match has read to the end of the text; a
+        # second one could read it again, so after one such failure bare values
+        # are no longer scanned for brackets (the work stays linear).
+        scan_brackets = True
         while True:
             m = _CANDIDATE.search(text, pos)
             if m is None:
@@ -470,7 +460,7 @@ class Redactor:
             if not self.is_sensitive_name(name):
                 pos = start
                 continue
-            end, replacement = self._value_extent(text, m, start, n)
+            end, replacement, scan_brackets = self._value_extent(text, m, start, scan_brackets)
             if end > start:
                 pieces += (text[done:start], replacement)
                 done = end
@@ -480,33 +470,53 @@ class Redactor:
         pieces.append(text[done:])
         return "".join(pieces)
 
-    def _value_extent(self, text: str, m: re.Match[str], start: int, n: int) -> tuple[int, str]:
-        """Where the value after name match ``m`` ends, and what replaces it."""
+    @staticmethod
+    def _value_extent(
+        text: str, m: re.Match[str], start: int, scan_brackets: bool
+    ) -> tuple[int, str, bool]:
+        """Where the value after name match ``m`` ends, what replaces it, and
+        whether bracket scans may still be tried.
+
+        Every scan either consumes what it read or reads at most to the end
+        of the line, except one failed bracket scan per text.
+        """
+        n = len(text)
         if start >= n:
-            return start, ""
+            return start, "", scan_brackets
         name_quote = m.group("q")
         if m.group("sep") == ":" and (m.start() == 0 or text[m.start() - 1] in "\r\n"):
-            return _line_end(text, start, n), REDACTED  # a header line
+            return _line_end(text, start, n), REDACTED, scan_brackets  # a header line
         opening = _QUOTE_OPEN.match(text, start)
         if opening is not None:
-            end = _string_end(text, opening.end(), opening.group(2), len(opening.group(1)), n)
-            if end is None:  # unterminated: take more, never less
-                end = n if name_quote else _line_end(text, start, n)
+            quote_char, level = opening.group(2), len(opening.group(1))
+            if name_quote is not None:  # JSON-like: to the closing quote, or to the end
+                end = _string_end(text, opening.end(), quote_char, level, n) or n
+            else:  # `name="..."` text: within the line
+                line_end = _line_end(text, start, n)
+                end = _string_end(text, opening.end(), quote_char, level, line_end) or line_end
             quote = name_quote or opening.group(0)  # `'k': "v'"` -> `'k': '[REDACTED]'`
-            return end, f"{quote}{REDACTED}{quote}"
+            return end, f"{quote}{REDACTED}{quote}", scan_brackets
         if text[start] in "{[":
-            end = _bracket_end(text, start, n)
-            if name_quote is not None:
-                return (n if end is None else end), f"{name_quote}{REDACTED}{name_quote}"
-            if end is not None:
-                return _bare_value_end(text, end, n), REDACTED
+            if name_quote is not None:  # to the matching bracket, or to the end
+                end = _bracket_end(text, start, n) or n
+                return end, f"{name_quote}{REDACTED}{name_quote}", scan_brackets
+            if scan_brackets:
+                closed = _bracket_end(text, start, n)
+                if closed is not None:
+                    return _bare_value_end(text, closed, n), REDACTED, True
+                scan_brackets = False
         if name_quote is not None:
             scalar = _SCALAR.match(text, start)
-            return (start if scalar is None else scalar.end()), REDACTED
+            return (start if scalar is None else scalar.end()), REDACTED, scan_brackets
         end = _bare_value_end(text, start, n)
-        if text[start:end].lower() in _AUTH_SCHEMES and end < n and text[end] in " \t":
-            end = _line_end(text, end, n)  # `token: Basic xyz`
-        return end, REDACTED
+        if (
+            m.group("sep") == ":"
+            and end < n
+            and text[end] in " \t"
+            and text[start:end].lower() in _AUTH_SCHEMES
+        ):
+            end = _line_end(text, end, n)  # `... Authorization: Basic xyz`
+        return end, REDACTED, scan_brackets
 
     @staticmethod
     def _redact_token_shapes(text: str) -> str:

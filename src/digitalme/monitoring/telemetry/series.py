@@ -9,6 +9,7 @@ once per distinct raw key, on the slow path, and its answer is cached.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Mapping
 from enum import StrEnum
@@ -84,10 +85,9 @@ class SeriesRegistry:
                 series = self._series[key] = MetricSeries(key)
                 self._per_metric[name] = count + 1
         if len(self.raw) < MAX_RAW_KEYS:
-            try:
+            # Unhashable dimension values cannot be cached: this slow path serves them.
+            with contextlib.suppress(TypeError):
                 self.raw[raw_key(name, dimensions)] = series
-            except TypeError:  # unhashable dimension values: served by this slow path
-                pass
         return series
 
     def series(self, key: SeriesKey) -> MetricSeries:

@@ -9,6 +9,7 @@ capped backoff, and never delays the pipeline or the other sinks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, deque
 
 import structlog
@@ -110,11 +111,11 @@ class SinkWorker:
             log.error("telemetry_lost_at_shutdown", sink=self.sink.name, items=self._pending_items)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         try:
             await self.sink.close()
         except Exception as exc:
-            log.warning("telemetry_sink_close_failed", sink=self.sink.name, error=type(exc).__name__)
+            log.warning(
+                "telemetry_sink_close_failed", sink=self.sink.name, error=type(exc).__name__
+            )
