@@ -80,9 +80,8 @@ def main() -> None:
     fold()
     fold_ns = (timeit.default_timer() - start) / CALLS * 1e9
 
-    print(
-        f"python {platform.python_version()} on {platform.machine()}, {CALLS} calls, best of {REPEATS}"
-    )
+    machine = f"python {platform.python_version()} on {platform.machine()}"
+    print(f"{machine}, {CALLS} calls, best of {REPEATS}")
     for name, ns in results.items():
         print(f"{name:42s} {ns:8.0f} ns/call")
     ours_ns = results["ours (track_metric)"]

@@ -76,7 +76,5 @@ class TelemetryMiddleware:
             duration = time.perf_counter() - started
             if context.client_ip is None:
                 context.client_ip = state.get("client_ip")
-            self.client.track_request(
-                route_name(scope), started_at, duration, status, status < 400
-            )
+            self.client.track_request(route_name(scope), started_at, duration, status, status < 400)
             current_context.reset(token)
