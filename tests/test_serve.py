@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -92,3 +93,12 @@ def test_serve_creates_the_admin_and_serves_the_plans_flow(
     assert {r["event_type"] for r in security} >= {"XssScript"}
     assert ADMIN_PASSWORD not in output
     assert token not in output
+
+    # Everything recorded before SIGTERM was drained into the telemetry store.
+    with sqlite3.connect(tmp_path / "var" / "telemetry.db") as db:
+        names = {row[0] for row in db.execute("SELECT name FROM telemetry_requests")}
+        security = {
+            row[0] for row in db.execute("SELECT event_type FROM telemetry_security_events")
+        }
+    assert {"POST /api/auth/login", "POST /api/personality"} <= names
+    assert "XssScript" in security

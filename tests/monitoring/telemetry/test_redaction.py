@@ -919,3 +919,10 @@ def test_pathological_inputs_are_handled(body: str) -> None:
     redactor = Redactor()
     assert isinstance(redactor.redact_text("token=x " + body), str)
     assert redactor.error_count == 0
+
+
+@pytest.mark.parametrize("name", ["KeyError", "TokenError", "SecretException", "KeyWarning"])
+def test_exception_class_names_are_not_sensitive(name: str) -> None:
+    redactor = Redactor()
+    assert not redactor.is_sensitive_name(name)
+    assert redactor.redact_text(f"{name}: 'user_id'") == f"{name}: 'user_id'"

@@ -148,6 +148,9 @@ _USERINFO = _compile(
 _ENCODED_RUN = _compile(r"(?:[A-Za-z0-9._~+*!\-]|%[0-9A-Fa-f]{2}){1,{MAX}}")
 
 
+_EXCEPTION_SUFFIXES = frozenset({"error", "exception", "warning"})
+
+
 class Redactor:
     """Removes secrets from telemetry properties and text.
 
@@ -224,6 +227,10 @@ class Redactor:
     def _judge_name(self, name: str) -> bool:
         chunks = [chunk for chunk in _NON_ALNUM.split(name[:_MAX_NAME]) if chunk]
         parts = [part.lower() for chunk in chunks for part in _NAME_PART.findall(chunk)]
+        # Exception class names (`KeyError: 'user_id'`, `TokenError`) name a failure,
+        # not a secret; redacting them would hide the cause in every stack trace.
+        if len(parts) > 1 and parts[-1] in _EXCEPTION_SUFFIXES:
+            return False
         # Chunks between separators are judged too, so that any casing of a field
         # matches when it stands apart (`pAsSwOrD`, `user_PassWord`).
         words = [chunk.lower() for chunk in chunks]
