@@ -6,8 +6,10 @@ store URL (it may hold a password) nor the values being written.
 
 from __future__ import annotations
 
+from digitalme.monitoring.errors import MonitoringError
 
-class StorageError(Exception):
+
+class StorageError(MonitoringError):
     """Root of the telemetry storage errors."""
 
 
