@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,otlp,azure]'
 	touch $@
 
 run: $(STAMP)
@@ -35,7 +35,7 @@ format: $(TEST_STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 bench: $(TEST_STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,otlp,azure,bench]'
 	$(BIN)/python benchmarks/bench_hot_path.py
 
 clean:

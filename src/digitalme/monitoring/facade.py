@@ -119,10 +119,29 @@ class Monitoring:
         version: str = "0.0.0",
         extra_sinks: Sequence[TelemetrySink] = (),
     ) -> Monitoring:
-        """The default set-up: the embedded telemetry store (migrated by ``db upgrade``) as sink."""
+        """The default set-up: the embedded telemetry store (migrated by ``db upgrade``), plus
+        the OTLP and Application Insights exporters when their connection strings are set."""
         clock = clock or SystemClock()
         store = TelemetryStore(settings.telemetry_store_url, clock=clock)
-        return cls(settings, clock=clock, store=store, sinks=[store, *extra_sinks], version=version)
+        sinks: list[TelemetrySink] = [store, *extra_sinks]
+        strings = settings.connection_strings
+        # Each signal of an export may take up to its timeout; three of them must fit
+        # in the sink worker's write timeout (10 s).
+        if strings.otlp_endpoint:
+            from digitalme.monitoring.telemetry.exporters import OtlpSink
+
+            sinks.append(OtlpSink(strings.otlp_endpoint, timeout=3.0, service_version=version))
+        if strings.application_insights is not None:
+            from digitalme.monitoring.telemetry.exporters import AzureMonitorSink
+
+            sinks.append(
+                AzureMonitorSink(
+                    strings.application_insights.get_secret_value(),
+                    timeout=3.0,
+                    service_version=version,
+                )
+            )
+        return cls(settings, clock=clock, store=store, sinks=sinks, version=version)
 
     async def start(self) -> None:
         if self._running:

@@ -27,11 +27,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from digitalme.monitoring.telemetry.redaction import (
-    _AUTH_SCHEMES,
     DEFAULT_SENSITIVE_FIELDS,
     REDACTED,
     Redactor,
 )
+from digitalme.monitoring.telemetry.secret_scanner import _AUTH_SCHEMES
 
 _EXAMPLES = os.environ.get("REDACTION_MAX_EXAMPLES")
 # No deadline: these tests assert what comes out, never how fast.

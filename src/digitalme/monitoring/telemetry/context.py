@@ -8,7 +8,7 @@ has run, so items recorded later in the request carry the user.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -18,12 +18,14 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
 
+# Trace ids need to be unique, not secret: the Mersenne Twister is ten times
+# cheaper than os.urandom on the request path. Zero ids are invalid in W3C.
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    return f"{random.getrandbits(128) or 1:032x}"
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 @dataclass(slots=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
+from digitalme.monitoring.errors import MonitoringError
 
-class ExporterError(Exception):
+
+class ExporterError(MonitoringError):
     """Root of the exporters' errors."""
 
 

@@ -21,10 +21,15 @@ the exporters and never appears in this module's logs or reprs.
 from __future__ import annotations
 
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 from digitalme.monitoring.telemetry.exporters import require_extra
-from digitalme.monitoring.telemetry.exporters.otlp import OTEL_MODULES, OtelConverter, OtelExportSink
+from digitalme.monitoring.telemetry.exporters.otlp import (
+    OTEL_MODULES,
+    OtelConverter,
+    OtelExportSink,
+)
 
 AZURE_MODULES = (*OTEL_MODULES, "azure.monitor.opentelemetry.exporter")
 
@@ -70,14 +75,20 @@ class AzureMonitorSink(OtelExportSink):
             # marked as collecting instrumentation data; this is the only
             # per-exporter switch (the alternative is a process-wide env var).
             options["instrumentation_collection"] = True
+        converter = OtelConverter(
+            service_name=service_name,
+            service_version=service_version,
+            instance=instance or socket.gethostname(),
+            azure_events=True,
+        )
         super().__init__(
-            OtelConverter(
-                service_name=service_name,
-                service_version=service_version,
-                instance=instance or socket.gethostname(),
-                azure_events=True,
+            converter,
+            # The trace exporter sends a "_OTELRESOURCE_" metric describing the
+            # resource, read from a tracer provider; we have none installed
+            # globally, so it gets an object carrying our resource.
+            AzureMonitorTraceExporter(
+                tracer_provider=SimpleNamespace(resource=converter.resource), **options
             ),
-            AzureMonitorTraceExporter(**options),
             AzureMonitorLogExporter(**options),
             AzureMonitorMetricExporter(**options),
         )

@@ -74,7 +74,7 @@ _SECURITY_SEVERITY = {
 
 
 def _ns(seconds: float) -> int:
-    return int(seconds * 1_000_000_000)
+    return round(seconds * 1_000_000_000)
 
 
 def _text_attributes(properties: Mapping[str, object]) -> dict[str, Any]:
@@ -181,6 +181,7 @@ class OtelConverter:
             else:
                 continue
             status = Status(StatusCode.UNSET) if item.success else Status(StatusCode.ERROR)
+            start = _ns(item.time)
             spans.append(
                 ReadableSpan(
                     item.name,
@@ -190,8 +191,9 @@ class OtelConverter:
                     attributes=attributes,
                     kind=kind,
                     status=status,
-                    start_time=_ns(item.time),
-                    end_time=_ns(item.time + item.duration_ms / 1000.0),
+                    start_time=start,
+                    # Added in nanoseconds: epoch seconds as floats lose the sub-µs part.
+                    end_time=start + round(item.duration_ms * 1_000_000),
                     instrumentation_scope=self.scope,
                 )
             )
