@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
@@ -28,21 +27,67 @@ def new_span_id() -> str:
     return f"{random.getrandbits(64) or 1:016x}"
 
 
-@dataclass(slots=True)
 class TelemetryContext:
-    """What every item of one operation shares. Mutable only by the code that owns the request."""
+    """What every item of one operation shares. Mutable only by the code that owns the request.
 
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None = None
-    sampled_flag: bool = True
-    request_id: str | None = None
-    client_ip: str | None = None
-    user_agent: str | None = None
-    path: str | None = None
-    method: str | None = None
-    user_id: str | None = None
-    user_role: str | None = None
+    The trace and span ids are drawn when first read: most requests never need
+    them on the request path (items read them off the path, at enrichment).
+    """
+
+    __slots__ = (
+        "_span_id",
+        "_trace_id",
+        "client_ip",
+        "method",
+        "parent_span_id",
+        "path",
+        "request_id",
+        "sampled_flag",
+        "user_agent",
+        "user_id",
+        "user_role",
+    )
+
+    def __init__(
+        self,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        parent_span_id: str | None = None,
+        sampled_flag: bool = True,
+        request_id: str | None = None,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+        path: str | None = None,
+        method: str | None = None,
+        user_id: str | None = None,
+        user_role: str | None = None,
+    ) -> None:
+        self._trace_id = trace_id
+        self._span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.sampled_flag = sampled_flag
+        self.request_id = request_id
+        self.client_ip = client_ip
+        self.user_agent = user_agent
+        self.path = path
+        self.method = method
+        self.user_id = user_id
+        self.user_role = user_role
+
+    @property
+    def trace_id(self) -> str:
+        if self._trace_id is None:
+            self._trace_id = new_trace_id()
+        return self._trace_id
+
+    @property
+    def span_id(self) -> str:
+        if self._span_id is None:
+            self._span_id = new_span_id()
+        return self._span_id
+
+    def __repr__(self) -> str:
+        return f"TelemetryContext(trace_id={self._trace_id!r}, request_id={self.request_id!r})"
 
     def traceparent(self, span_id: str | None = None) -> str:
         """The header to send downstream (as this span, or a child span when given)."""
@@ -67,11 +112,9 @@ def context_from_traceparent(header: str | None) -> TelemetryContext:
     """A new server span continuing an incoming trace, or starting a new one."""
     parsed = parse_traceparent(header)
     if parsed is None:
-        return TelemetryContext(trace_id=new_trace_id(), span_id=new_span_id())
+        return TelemetryContext()
     trace_id, parent, sampled = parsed
-    return TelemetryContext(
-        trace_id=trace_id, span_id=new_span_id(), parent_span_id=parent, sampled_flag=sampled
-    )
+    return TelemetryContext(trace_id=trace_id, parent_span_id=parent, sampled_flag=sampled)
 
 
 current_context: ContextVar[TelemetryContext | None] = ContextVar("telemetry_context", default=None)

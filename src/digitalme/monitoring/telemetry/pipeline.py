@@ -119,8 +119,11 @@ class TelemetryPipeline:
         now = self.clock.time()
         items = self.buffer.drain()
         for item in items:
-            self._prepare(item)
+            # Metrics come from every item, before sampling, so their counts are exact;
+            # enrichment and redaction, the costly part, only for the items kept.
+            self._observe(item)
             if self.sampler.keep(item, now):
+                self._prepare(item)
                 self._outgoing.append(item)
         self.aggregator.fold_pending(now)
         self._record_self_metrics(now, len(items))
@@ -141,10 +144,8 @@ class TelemetryPipeline:
         for worker in self.workers:
             worker.offer(batch if len(self.workers) == 1 else _copy(batch))
 
-    def _prepare(self, item: AnyItem) -> None:
-        self.enricher.enrich(item)
-        redact = self.redactor.redact_text
-        item.properties = dict(self.redactor.redact_properties(item.properties))
+    def _observe(self, item: AnyItem) -> None:
+        """Fold request and dependency durations into their series."""
         if isinstance(item, RequestItem):
             dims = (
                 ("route", item.name),
@@ -153,8 +154,6 @@ class TelemetryPipeline:
             )
             self.aggregator.observe(SeriesKey(REQUEST_DURATION, dims), item.duration_ms, item.time)
         elif isinstance(item, DependencyItem):
-            item.data = redact(item.data)
-            item.name = redact(item.name)
             dims = (
                 ("success", "true" if item.success else "false"),
                 ("target", item.target),
@@ -162,6 +161,15 @@ class TelemetryPipeline:
             )
             key = SeriesKey(DEPENDENCY_DURATION, dims)
             self.aggregator.observe(key, item.duration_ms, item.time)
+
+    def _prepare(self, item: AnyItem) -> None:
+        """Enrich and redact an item that is about to leave for the sinks."""
+        self.enricher.enrich(item)
+        redact = self.redactor.redact_text
+        item.properties = dict(self.redactor.redact_properties(item.properties))
+        if isinstance(item, DependencyItem):
+            item.data = redact(item.data)
+            item.name = redact(item.name)
         elif isinstance(item, ExceptionItem):
             item.message = redact(item.message)
             item.stack = redact(item.stack)

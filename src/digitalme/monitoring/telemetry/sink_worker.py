@@ -42,6 +42,7 @@ class SinkWorker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: TelemetryBatch | None = None
         self.failing = False
         self.written_items = 0
         self.dropped: Counter[str] = Counter()
@@ -52,12 +53,15 @@ class SinkWorker:
             return
         self._backlog.append(batch)
         self._pending_items += len(batch.items)
-        while self._pending_items > self.max_pending_items and len(self._backlog) > 1:
-            oldest = self._backlog.popleft()
+        # The batch being written stays: dropping it too would count it twice.
+        first = 1 if self._backlog[0] is self._in_flight else 0
+        while self._pending_items > self.max_pending_items and len(self._backlog) > first + 1:
+            oldest = self._backlog[first]
+            del self._backlog[first]
             self._pending_items -= len(oldest.items)
             self.dropped[f"sink_backlog:{self.sink.name}"] += len(oldest.items)
             # Buckets are cumulative: keep their latest state by carrying them forward.
-            successor = self._backlog[0]
+            successor = self._backlog[first]
             successor.buckets = [*oldest.buckets, *successor.buckets]
         self._idle.clear()
         self._wake.set()
@@ -73,12 +77,13 @@ class SinkWorker:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = self._backlog[0]
+            batch = self._in_flight = self._backlog[0]
             try:
                 await asyncio.wait_for(self.sink.write(batch), self.write_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._in_flight = None
                 if not self.failing:
                     self.failing = True
                     log.warning(
@@ -87,9 +92,9 @@ class SinkWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
                 continue
-            if self._backlog and self._backlog[0] is batch:
-                self._backlog.popleft()
-                self._pending_items -= len(batch.items)
+            self._in_flight = None
+            self._backlog.popleft()
+            self._pending_items -= len(batch.items)
             self.written_items += len(batch.items)
             backoff = self.first_backoff
             if self.failing:

@@ -16,17 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.telemetry.client import TelemetryClient
-from digitalme.monitoring.telemetry.context import context_from_traceparent, current_context
+from digitalme.monitoring.telemetry.context import (
+    TelemetryContext,
+    context_from_traceparent,
+    current_context,
+)
 
 UNMATCHED = "<unmatched>"
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            decoded: str = value.decode("latin-1")
-            return decoded
-    return None
 
 
 def route_name(scope: Scope) -> str:
@@ -48,10 +44,18 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        context = context_from_traceparent(_header(scope, b"traceparent"))
-        context.path = scope.get("path")
-        context.method = scope.get("method")
-        context.user_agent = _header(scope, b"user-agent")
+        traceparent = user_agent = None
+        for key, value in scope["headers"]:
+            if key == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif key == b"user-agent":
+                user_agent = value.decode("latin-1")
+        context = (
+            TelemetryContext() if traceparent is None else context_from_traceparent(traceparent)
+        )
+        context.path = scope["path"]
+        context.method = scope["method"]
+        context.user_agent = user_agent
         state = scope.setdefault("state", {})
         context.request_id = state.get("request_id")
         token = current_context.set(context)
