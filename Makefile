@@ -37,6 +37,8 @@ format: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,otlp,azure,bench]'
 	$(BIN)/python benchmarks/bench_hot_path.py
+	$(BIN)/python benchmarks/bench_request_overhead.py
+	$(BIN)/python benchmarks/bench_pipeline_throughput.py --seconds 300
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

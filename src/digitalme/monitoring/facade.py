@@ -125,8 +125,7 @@ class Monitoring:
         store = TelemetryStore(settings.telemetry_store_url, clock=clock)
         sinks: list[TelemetrySink] = [store, *extra_sinks]
         strings = settings.connection_strings
-        # Each signal of an export may take up to its timeout; three of them must fit
-        # in the sink worker's write timeout (10 s).
+        # Each signal of an export may take up to its timeout (three signals a write).
         if strings.otlp_endpoint:
             from digitalme.monitoring.telemetry.exporters import OtlpSink
 

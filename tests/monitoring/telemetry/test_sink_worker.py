@@ -49,3 +49,16 @@ async def test_the_batch_being_written_is_never_dropped_and_counts_add_up() -> N
     assert len(written) + dropped == 100
     assert worker.written_items == len(written)
     assert written[-10:] == [float(n) for n in range(90, 100)]  # the newest are kept
+
+
+async def test_large_batches_are_written_in_chunks_in_order() -> None:
+    sink = InMemorySink()
+    worker = SinkWorker(sink, max_pending_items=100_000, max_batch_items=300)
+    worker.start()
+    try:
+        worker.offer(batch(0, 1000))
+        assert await worker.flush(timeout=5)
+    finally:
+        await worker.stop(timeout=5)
+    assert [len(b.items) for b in sink.batches] == [300, 300, 300, 100]
+    assert [item.time for item in sink.items] == [float(n) for n in range(1000)]

@@ -29,12 +29,12 @@ class SinkWorker:
         sink: TelemetrySink,
         *,
         max_pending_items: int,
-        write_timeout: float = 10.0,
+        max_batch_items: int = 5000,
         first_backoff: float = 0.5,
     ) -> None:
         self.sink = sink
         self.max_pending_items = max_pending_items
-        self.write_timeout = write_timeout
+        self.max_batch_items = max_batch_items
         self.first_backoff = first_backoff
         self._backlog: deque[TelemetryBatch] = deque()
         self._pending_items = 0
@@ -48,9 +48,27 @@ class SinkWorker:
         self.dropped: Counter[str] = Counter()
 
     def offer(self, batch: TelemetryBatch) -> None:
-        """Queue a batch; over the bound the oldest items go (their buckets move forward)."""
+        """Queue a batch; over the bound the oldest items go (their buckets move forward).
+
+        Large batches are cut into chunks of ``max_batch_items``, so that each write
+        is short: under load a huge write would run into its timeout, be cancelled
+        and be retried whole, and the sink would never make progress.
+        """
         if not len(batch):
             return
+        items = batch.items
+        size = self.max_batch_items
+        for start in range(0, max(len(items), 1), size):
+            chunk = TelemetryBatch(
+                items=items[start : start + size],
+                buckets=batch.buckets if start == 0 else [],
+                instance=batch.instance,
+            )
+            self._append(chunk)
+        self._idle.clear()
+        self._wake.set()
+
+    def _append(self, batch: TelemetryBatch) -> None:
         self._backlog.append(batch)
         self._pending_items += len(batch.items)
         # The batch being written stays: dropping it too would count it twice.
@@ -63,8 +81,6 @@ class SinkWorker:
             # Buckets are cumulative: keep their latest state by carrying them forward.
             successor = self._backlog[first]
             successor.buckets = [*oldest.buckets, *successor.buckets]
-        self._idle.clear()
-        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"telemetry-sink-{self.sink.name}")
@@ -79,7 +95,10 @@ class SinkWorker:
                 continue
             batch = self._in_flight = self._backlog[0]
             try:
-                await asyncio.wait_for(self.sink.write(batch), self.write_timeout)
+                # No timeout of ours around the write: cancelling a database write midway
+                # can leave its connection holding a lock, and every retry then blocks.
+                # Each sink bounds its own I/O (connect and statement timeouts).
+                await self.sink.write(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

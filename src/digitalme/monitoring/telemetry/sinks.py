@@ -38,7 +38,11 @@ class TelemetryBatch:
 
 
 class TelemetrySink(Protocol):
-    """A destination for telemetry batches; slow or failing sinks never affect others."""
+    """A destination for telemetry batches; slow or failing sinks never affect others.
+
+    A sink bounds its own I/O (connect, request and statement timeouts): its worker
+    does not cancel a write midway, so a write must end, by success or by raising.
+    """
 
     name: str
 
