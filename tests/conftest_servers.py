@@ -92,3 +92,14 @@ def isolated_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def backend_url(request: pytest.FixtureRequest, sqlite_file: str) -> str:
+    """For a fixture parametrized with BACKENDS: a SQLite URL or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{sqlite_file}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

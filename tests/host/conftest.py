@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from accounts import JWT_SECRET, PASSWORD, Account, MakeAccount
+from conftest_servers import BACKENDS, backend_url
 from digitalme.app import create_app
 from digitalme.host.migrate import upgrade_async
 from digitalme.host.security_events import SecurityEvent, SecurityEvents
@@ -20,17 +21,9 @@ from digitalme.monitoring.testing import FakeClock, InMemorySink
 from digitalme.settings import Role, Settings, load_settings
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'host.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+    return backend_url(request, str(tmp_path / "host.db"))
 
 
 @pytest.fixture

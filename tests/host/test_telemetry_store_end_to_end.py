@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from accounts import MakeAccount
+from conftest_servers import BACKENDS, backend_url
 from digitalme.app import create_app
 from digitalme.host.migrate import upgrade_async
 from digitalme.monitoring.facade import Monitoring
@@ -19,12 +20,9 @@ from digitalme.monitoring.testing import FakeClock
 from digitalme.settings import Role, Settings, load_settings
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'telemetry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+    return backend_url(request, str(tmp_path / "telemetry.db"))
 
 
 @pytest.fixture

@@ -9,21 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest_servers import BACKENDS, backend_url
 from digitalme.monitoring.storage import TelemetryStore
 from digitalme.monitoring.testing import FakeClock
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'var' / 'telemetry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+    return backend_url(request, str(tmp_path / "var" / "telemetry.db"))
 
 
 @pytest.fixture

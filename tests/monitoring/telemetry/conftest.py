@@ -14,11 +14,6 @@ from digitalme.settings import load_settings
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def sink() -> InMemorySink:
     return InMemorySink()
 
