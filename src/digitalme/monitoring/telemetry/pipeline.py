@@ -41,6 +41,7 @@ DEPENDENCY_DURATION = "dependency.duration"
 DROPPED = "telemetry.dropped"
 PROCESSED = "telemetry.items"
 MAX_BUCKET_LAG = 1.0
+MAX_CACHED_KEYS = 10_000
 
 
 class TelemetryPipeline:
@@ -73,6 +74,7 @@ class TelemetryPipeline:
         self.instance = instance
         self.workers = [SinkWorker(sink, max_pending_items=buffer.capacity) for sink in sinks]
         self._outgoing: list[AnyItem] = []
+        self._keys: dict[tuple[object, ...], SeriesKey] = {}
         self._last_items_flush = -float("inf")
         self._last_buckets_flush = -float("inf")
         self._reported_drops: Counter[str] = Counter()
@@ -147,20 +149,43 @@ class TelemetryPipeline:
     def _observe(self, item: AnyItem) -> None:
         """Fold request and dependency durations into their series."""
         if isinstance(item, RequestItem):
-            dims = (
-                ("route", item.name),
-                ("status_code", str(item.status_code)),
-                ("success", "true" if item.success else "false"),
-            )
-            self.aggregator.observe(SeriesKey(REQUEST_DURATION, dims), item.duration_ms, item.time)
-        elif isinstance(item, DependencyItem):
-            dims = (
-                ("success", "true" if item.success else "false"),
-                ("target", item.target),
-                ("type", item.type),
-            )
-            key = SeriesKey(DEPENDENCY_DURATION, dims)
+            raw: tuple[object, ...] = (item.name, item.status_code, item.success)
+            key = self._keys.get(raw)
+            if key is None:
+                key = self._key(
+                    raw,
+                    SeriesKey(
+                        REQUEST_DURATION,
+                        (
+                            ("route", item.name),
+                            ("status_code", str(item.status_code)),
+                            ("success", "true" if item.success else "false"),
+                        ),
+                    ),
+                )
             self.aggregator.observe(key, item.duration_ms, item.time)
+        elif isinstance(item, DependencyItem):
+            raw = (item.type, item.target, item.success)
+            key = self._keys.get(raw)
+            if key is None:
+                key = self._key(
+                    raw,
+                    SeriesKey(
+                        DEPENDENCY_DURATION,
+                        (
+                            ("success", "true" if item.success else "false"),
+                            ("target", item.target),
+                            ("type", item.type),
+                        ),
+                    ),
+                )
+            self.aggregator.observe(key, item.duration_ms, item.time)
+
+    def _key(self, raw: tuple[object, ...], key: SeriesKey) -> SeriesKey:
+        # Bounded: past the cap, keys are built per item (slower, never larger).
+        if len(self._keys) < MAX_CACHED_KEYS:
+            self._keys[raw] = key
+        return key
 
     def _prepare(self, item: AnyItem) -> None:
         """Enrich and redact an item that is about to leave for the sinks."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from digitalme.monitoring.telemetry.items import AnyItem
 from digitalme.monitoring.telemetry.sketch import Bucket
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesKey:
-    """A metric series: its name and its dimensions, sorted by name."""
+class SeriesKey(NamedTuple):
+    """A metric series: its name and its dimensions, sorted by name.
+
+    A named tuple rather than a dataclass: it is a dict key on every fold, and a
+    tuple's hash and equality run in C.
+    """
 
     name: str
     dimensions: tuple[tuple[str, str], ...] = ()
