@@ -374,7 +374,7 @@ def _safe_repr(value: object) -> str:
         text = repr(value)
         if type(text) is str:
             return text
-    except Exception:  # noqa: S110 - the placeholder below is the answer
+    except Exception:  # noqa: S110 - a value whose repr fails is named by its type instead
         pass
     return f"<unrepresentable {type(value).__name__}>"
 
