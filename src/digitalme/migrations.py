@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,3 +45,40 @@ def _upgrade_on(connection: Connection, url: str, script_location: str, revision
     config = alembic_config(url, script_location)
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+def run_environment(
+    target_metadata: MetaData,
+    create_engine: Callable[[str], AsyncEngine],
+    include_name: Callable[[str | None, str, object], bool],
+    version_table: str = "alembic_version",
+) -> None:
+    """The body of an ``env.py``: migrate on the caller's connection, or on a new engine."""
+    from alembic import context
+
+    def run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=version_table,
+            include_name=include_name,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async(url: str) -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(run)
+        finally:
+            await engine.dispose()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url must be set by the caller"
+    asyncio.run(run_async(url))

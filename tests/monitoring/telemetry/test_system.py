@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 from typing import Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
@@ -48,9 +47,12 @@ def test_sample_values_are_plausible(client: TelemetryClient) -> None:
         assert values[f"process.gc.collections.gen{generation}"] >= 0
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="num_fds is POSIX")
-def test_open_fds_on_linux(client: TelemetryClient) -> None:
-    assert SystemSampler(client).sample()["process.open_fds"] > 0
+def test_open_fds_where_the_platform_has_them(client: TelemetryClient) -> None:
+    values = SystemSampler(client).sample()
+    if psutil.POSIX:
+        assert values["process.open_fds"] > 0
+    else:  # Windows has no file-descriptor count: the reading is left out, not faked
+        assert "process.open_fds" not in values
 
 
 def test_second_sample_reports_cpu_percent(client: TelemetryClient) -> None:
