@@ -81,6 +81,7 @@ class Monitoring:
                 settings.custom_telemetry.global_properties,
                 environment=str(settings.environment),
                 version=version,
+                redactor=self.redactor,
             ),
             redactor=self.redactor,
             sampler=Sampler(

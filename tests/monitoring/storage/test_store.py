@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from digitalme.monitoring.storage import StoreWriteError, TelemetryStore, schema
+from digitalme.monitoring.storage.errors import UnsupportedDatabase
 from digitalme.monitoring.telemetry.context import TelemetryContext
 from digitalme.monitoring.telemetry.items import (
     DependencyItem,
@@ -230,3 +231,36 @@ async def test_a_value_the_database_refuses_is_a_permanent_error(store: Telemetr
 
     if store.backend == "postgresql":  # SQLite stores any integer
         assert caught.value.permanent is True
+
+
+async def test_batches_larger_than_one_statement_are_written_whole(
+    store: TelemetryStore,
+) -> None:
+    # SQLite takes items in multi-row INSERTs of at most its parameter limit each:
+    # 7,001 requests need more than one statement and end with a partial one.
+    items = [
+        RequestItem(
+            time=T0 + n / 1000, context=CONTEXT, properties={"n": str(n)}, name="GET /x",
+            duration_ms=float(n), status_code=200, success=True,
+        )
+        for n in range(7001)
+    ]  # fmt: skip
+    events = [EventItem(time=T0, name=f"e{n}") for n in range(3)]
+    await store.write(TelemetryBatch(instance="web-1", items=[*items, *events]))
+    async with store.engine.connect() as connection:
+        count, total = (
+            await connection.execute(select(func.count(), func.sum(schema.requests.c.duration_ms)))
+        ).one()
+        last = await connection.scalar(
+            select(schema.requests.c.properties).where(schema.requests.c.duration_ms == 7000.0)
+        )
+        events_stored = await connection.scalar(select(func.count()).select_from(schema.events))
+    assert count == 7001
+    assert total == sum(range(7001))
+    assert last == {"n": "7000"}
+    assert events_stored == 3
+
+
+async def test_an_in_memory_sqlite_store_is_refused() -> None:
+    with pytest.raises(UnsupportedDatabase, match="needs a SQLite file"):
+        TelemetryStore("sqlite+aiosqlite://")

@@ -165,3 +165,41 @@ async def test_stop_drains_everything(clock: FakeClock) -> None:
     assert sink.closed
     [bucket] = [b for (key, _), b in sink.buckets.items() if key.name == "m"]
     assert bucket.count == 1000
+
+
+async def test_enrichment_adds_only_redacted_values(clock: FakeClock) -> None:
+    # Global properties are redacted once, at start; values a client controls (user
+    # agent, path, request id) each time; the caller's own properties still win.
+    settings = load_settings(
+        telemetry={"enable_adaptive_sampling": False},
+        custom_telemetry={"global_properties": {"Team": "core", "DeployToken": "s3cr3t-deploy"}},
+    )
+    sink = InMemorySink()
+    stack = Monitoring(settings, clock=clock, sinks=[sink], strict=True)
+    await stack.start()
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVl"
+    context = TelemetryContext(
+        request_id="req-7",
+        user_agent=f"curl/8 Authorization: Bearer {jwt}",
+        path="/reset?token=abc123def456",
+    )
+    token = current_context.set(context)
+    try:
+        stack.client.track_request("GET /reset", clock.time(), 0.01, 200, True)
+        stack.client.track_event("Custom", {"Team": "caller wins", "password": "hunter2"})
+    finally:
+        current_context.reset(token)
+    await stack.stop()
+    [request] = sink.of_kind(RequestItem)
+    [event] = [e for e in sink.of_kind(EventItem) if e.name == "Custom"]
+    for item in (request, event):
+        text = repr(item.properties)
+        for secret in ("s3cr3t-deploy", jwt, "abc123def456", "hunter2"):
+            assert secret not in text
+        assert item.properties["DeployToken"] == "[REDACTED]"
+        assert item.properties["RequestId"] == "req-7"
+        assert item.properties["OperationId"] == context.trace_id
+    assert request.properties["Team"] == "core"
+    assert event.properties["Team"] == "caller wins"
+    assert event.properties["password"] == "[REDACTED]"
+    assert str(request.properties["UserAgent"]).startswith("curl/8")

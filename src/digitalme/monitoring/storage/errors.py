@@ -16,9 +16,10 @@ class StorageError(MonitoringError):
 class UnsupportedDatabase(StorageError):
     """The URL names a database the store does not support (only SQLite and PostgreSQL)."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, reason: str | None = None) -> None:
         self.backend = backend
-        super().__init__(f"telemetry store supports sqlite and postgresql, not {backend!r}")
+        self.reason = reason or f"supports sqlite and postgresql, not {backend!r}"
+        super().__init__(f"telemetry store {self.reason}")
 
 
 class StoreWriteError(StorageError):

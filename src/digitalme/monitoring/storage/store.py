@@ -13,21 +13,28 @@ fixed order so concurrent writers cannot deadlock) and cached in memory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.monitoring.storage import schema
-from digitalme.monitoring.storage.engine import backend_name, create_engine, dumps_json
+from digitalme.monitoring.storage.engine import (
+    backend_name,
+    create_engine,
+    create_sqlite_writer,
+    dumps_json,
+)
 from digitalme.monitoring.storage.errors import StoreWriteError
 from digitalme.monitoring.storage.migrate import upgrade_async
 from digitalme.monitoring.storage.queries import TelemetryQueries
@@ -65,7 +72,7 @@ def series_fingerprint(key: SeriesKey) -> str:
 # parameter processing costs more than SQLite's own work, and JSON is encoded by
 # one reused encoder. A row is the table's columns in order (id left to the
 # database): ts, instance, operation_id, weight, the kind's own columns,
-# properties; the builders below follow it and _insert_sql checks it.
+# properties; the builders below follow it.
 _COLUMNS: dict[Table, list[str]] = {
     table: [column.name for column in table.c if column.name != "id"]
     for table in schema.ITEM_TABLES.values()
@@ -143,14 +150,23 @@ def item_rows(items: Iterable[AnyItem], instance: str) -> dict[Table, list[tuple
     return rows
 
 
-def _insert_sql(table: Table, dialect: Dialect) -> str:
-    """``INSERT`` text for ``table`` in the dialect's positional paramstyle, no RETURNING."""
+# SQLite's bound-parameter limit (SQLITE_MAX_VARIABLE_NUMBER): 32766 since 3.32, 999 before.
+SQLITE_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def sqlite_multirow_insert(table: Table, count: int) -> str:
+    """``INSERT`` of ``count`` rows in one statement (no ``id``; qmark style).
+
+    One statement per few thousand rows instead of ``executemany``: the SQLite
+    driver releases the GIL around each statement step and takes it back after,
+    so with ``executemany`` a writer thread waits for the GIL once per row and,
+    while the event loop is busy, progresses at a few hundred rows a second.
+    """
     columns = _COLUMNS[table]
-    statement = table.insert().values({name: bindparam(name) for name in columns}).inline()
-    compiled = statement.compile(dialect=dialect)
-    if compiled.positiontup != columns:
-        raise AssertionError(f"unexpected parameter order for {table.name}")
-    return compiled.string
+    row = "(" + ",".join("?" * len(columns)) + ")"
+    # Names come from our own schema and every value is a bound parameter.
+    head = f"INSERT INTO {table.name} ({','.join(columns)}) VALUES "  # noqa: S608
+    return head + ",".join(itertools.repeat(row, count))
 
 
 class TelemetryStore:
@@ -168,7 +184,9 @@ class TelemetryStore:
         self.clock: Clock = clock or SystemClock()
         self.engine: AsyncEngine = create_engine(url)
         self.query = TelemetryQueries(self.engine)
-        self._insert_sql = {t: _insert_sql(t, self.engine.dialect) for t in _COLUMNS}
+        self._rows_per_insert = {t: SQLITE_MAX_VARIABLES // len(c) for t, c in _COLUMNS.items()}
+        self._full_inserts: dict[Table, str] = {}
+        self._writer = create_sqlite_writer(url) if self.backend == "sqlite" else None
         postgres = self.backend == "postgresql"
         self.dialect_insert: Any = postgresql.insert if postgres else sqlite.insert
         self._series_ids: dict[SeriesKey, int] = {}
@@ -214,8 +232,10 @@ class TelemetryStore:
             raise StoreWriteError(exc, permanent=False) from None
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self.engine.dispose()
+        if self._writer is not None:
+            self._writer.dispose()
 
     async def _write(
         self,
@@ -233,14 +253,42 @@ class TelemetryStore:
             ),
             key=_bucket_order,
         )
+        if self._writer is not None:
+            await asyncio.to_thread(self._write_sqlite, self._writer, rows_by_table, bucket_rows)
+            return
         async with self.engine.begin() as connection:
-            if self.backend == "postgresql" and rows_by_table:
+            if rows_by_table:
                 await self._copy(connection, rows_by_table)
-            else:
-                for table, rows in rows_by_table.items():
-                    await connection.exec_driver_sql(self._insert_sql[table], rows)
             if bucket_rows:
                 await connection.execute(self.bucket_upsert(), bucket_rows)
+
+    def _write_sqlite(
+        self,
+        writer: Engine,
+        rows_by_table: Mapping[Table, list[tuple[Any, ...]]],
+        bucket_rows: list[Row],
+    ) -> None:
+        """One transaction on a worker thread (see :func:`create_sqlite_writer`); the items
+        go in multi-row statements of at most SQLite's parameter limit each."""
+        with writer.begin() as connection:
+            for table, rows in rows_by_table.items():
+                per_statement = self._rows_per_insert[table]
+                for offset in range(0, len(rows), per_statement):
+                    chunk = rows[offset : offset + per_statement]
+                    connection.exec_driver_sql(
+                        self._multirow_insert(table, len(chunk)),
+                        tuple(itertools.chain.from_iterable(chunk)),
+                    )
+            if bucket_rows:
+                connection.execute(self.bucket_upsert(), bucket_rows)
+
+    def _multirow_insert(self, table: Table, count: int) -> str:
+        if count != self._rows_per_insert[table]:
+            return sqlite_multirow_insert(table, count)
+        sql = self._full_inserts.get(table)
+        if sql is None:
+            sql = self._full_inserts[table] = sqlite_multirow_insert(table, count)
+        return sql
 
     async def _copy(
         self, connection: AsyncConnection, rows_by_table: Mapping[Table, list[tuple[Any, ...]]]

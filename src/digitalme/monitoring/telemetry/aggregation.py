@@ -9,7 +9,9 @@ dropped from memory; the store keeps them.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,6 +56,17 @@ class Totals:
         self.sum += value
         self.buckets[bisect_left(HISTOGRAM_BOUNDS, value)] += 1
 
+    def add_many(self, values: list[float]) -> None:
+        self.count += len(values)
+        self.sum += math.fsum(values)
+        buckets = self.buckets
+        for index, count in Counter(map(_bound_index, values)).items():
+            buckets[index] += count
+
+
+def _bound_index(value: float) -> int:
+    return bisect_left(HISTOGRAM_BOUNDS, value)
+
 
 class Aggregator:
     """In-memory buckets of every series, readable by the alert engine and the live view."""
@@ -93,6 +106,11 @@ class Aggregator:
         """Fold one value at its own time (for values derived from items)."""
         self._bucket(key, self.bucket_start(at)).add(value)
         self._totals(key).add(value)
+
+    def observe_many(self, key: SeriesKey, start: float, values: list[float]) -> None:
+        """Fold values into the bucket starting at ``start`` (see :meth:`bucket_start`)."""
+        self._bucket(key, start).add_many(values)
+        self._totals(key).add_many(values)
 
     def _totals(self, key: SeriesKey) -> Totals:
         totals = self.totals.get(key)

@@ -17,24 +17,26 @@ class ItemBuffer:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._queues: tuple[deque[AnyItem], ...] = tuple(deque() for _ in Priority)
+        self._size = 0
         self.dropped: Counter[str] = Counter()
 
     def __len__(self) -> int:
-        low, normal, high = self._queues
-        return len(low) + len(normal) + len(high)
+        return self._size
 
     def submit(self, item: AnyItem) -> None:
         """Append an item (the request path's only telemetry work besides building it)."""
-        if len(self) >= self.capacity and not self._make_room(item.priority):
+        if self._size >= self.capacity and not self._make_room(item.priority):
             self.dropped["buffer_full"] += 1
             return
         self._queues[item.priority].append(item)
+        self._size += 1
 
     def _make_room(self, priority: Priority) -> bool:
         for lower in range(priority):
             queue = self._queues[lower]
             if queue:
                 queue.popleft()
+                self._size -= 1
                 self.dropped["evicted_for_priority"] += 1
                 return True
         return False
@@ -45,4 +47,5 @@ class ItemBuffer:
         for queue in reversed(self._queues):
             while queue and (limit is None or len(taken) < limit):
                 taken.append(queue.popleft())
+        self._size -= len(taken)
         return taken

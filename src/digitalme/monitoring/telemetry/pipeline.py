@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Sequence
+from typing import cast
 
 import structlog
 
@@ -120,13 +121,16 @@ class TelemetryPipeline:
         """Run one tick now (the loop calls it; tests call it with a fake clock)."""
         now = self.clock.time()
         items = self.buffer.drain()
+        observed: dict[tuple[SeriesKey, float], list[float]] = {}
         for item in items:
             # Metrics come from every item, before sampling, so their counts are exact;
             # enrichment and redaction, the costly part, only for the items kept.
-            self._observe(item)
+            self._observe(item, observed)
             if self.sampler.keep(item, now):
                 self._prepare(item)
                 self._outgoing.append(item)
+        for (key, start), values in observed.items():
+            self.aggregator.observe_many(key, start, values)
         self.aggregator.fold_pending(now)
         self._record_self_metrics(now, len(items))
         self.aggregator.prune(now)
@@ -146,8 +150,8 @@ class TelemetryPipeline:
         for worker in self.workers:
             worker.offer(batch if len(self.workers) == 1 else _copy(batch))
 
-    def _observe(self, item: AnyItem) -> None:
-        """Fold request and dependency durations into their series."""
+    def _observe(self, item: AnyItem, observed: dict[tuple[SeriesKey, float], list[float]]) -> None:
+        """Collect request and dependency durations by series and bucket, to fold in bulk."""
         if isinstance(item, RequestItem):
             raw: tuple[object, ...] = (item.name, item.status_code, item.success)
             key = self._keys.get(raw)
@@ -163,7 +167,6 @@ class TelemetryPipeline:
                         ),
                     ),
                 )
-            self.aggregator.observe(key, item.duration_ms, item.time)
         elif isinstance(item, DependencyItem):
             raw = (item.type, item.target, item.success)
             key = self._keys.get(raw)
@@ -179,7 +182,15 @@ class TelemetryPipeline:
                         ),
                     ),
                 )
-            self.aggregator.observe(key, item.duration_ms, item.time)
+        else:
+            return
+        at = item.time
+        slot = (key, at - at % self.aggregator.resolution)
+        values = observed.get(slot)
+        if values is None:
+            observed[slot] = [item.duration_ms]
+        else:
+            values.append(item.duration_ms)
 
     def _key(self, raw: tuple[object, ...], key: SeriesKey) -> SeriesKey:
         # Bounded: past the cap, keys are built per item (slower, never larger).
@@ -189,9 +200,12 @@ class TelemetryPipeline:
 
     def _prepare(self, item: AnyItem) -> None:
         """Enrich and redact an item that is about to leave for the sinks."""
-        self.enricher.enrich(item)
+        properties: dict[str, object] = {}
+        if item.properties:
+            properties = cast(dict[str, object], self.redactor.redact_properties(item.properties))
+        self.enricher.enrich(properties, item.context)
+        item.properties = properties
         redact = self.redactor.redact_text
-        item.properties = dict(self.redactor.redact_properties(item.properties))
         if isinstance(item, DependencyItem):
             item.data = redact(item.data)
             item.name = redact(item.name)

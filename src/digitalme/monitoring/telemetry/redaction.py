@@ -241,6 +241,8 @@ class Redactor:
 
     @staticmethod
     def _items(props: object) -> list[tuple[object, object]]:
+        if type(props) is dict:
+            return list(props.items())
         if props is None:
             return []
         if isinstance(props, Mapping):
