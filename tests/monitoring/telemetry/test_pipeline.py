@@ -112,6 +112,30 @@ def test_adaptive_sampling_decreases_fast_and_increases_slowly() -> None:
     assert sampler.percentage == 100
 
 
+def test_adaptive_sampling_cuts_a_burst_within_a_second_or_two() -> None:
+    # Target 200/s, evaluated every 15 s: a service that starts at 5,000 items/s has seen
+    # its 15 s budget (3,000 items) after 0.6 s, and is cut once a full second has passed.
+    sampler = Sampler(100, adaptive=True, target_per_second=200, evaluation_interval=15)
+    for n in range(10_000):
+        now = n / 5000
+        sampler.keep(
+            EventItem(
+                time=now, name="e", context=TelemetryContext(trace_id=f"{n:032x}", span_id="1" * 16)
+            ),
+            now,
+        )
+        if now < 1.0:
+            assert sampler.percentage == 100
+    assert 3.5 < sampler.percentage <= 4  # about 200 / 5000, on a rung of the ladder
+
+
+def test_adaptive_sampling_keeps_a_quiet_service_whole_until_the_interval_ends() -> None:
+    sampler = Sampler(100, adaptive=True, target_per_second=200, evaluation_interval=15)
+    for n in range(14 * 100):  # 100/s for 14 s: under budget, no early evaluation
+        sampler.keep(EventItem(time=n / 100, name="e"), n / 100)
+    assert sampler.percentage == 100
+
+
 @pytest.mark.parametrize(
     "telemetry_overrides", [{"sampling_percentage": 20, "enable_adaptive_sampling": False}]
 )

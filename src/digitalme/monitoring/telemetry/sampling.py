@@ -10,6 +10,10 @@ Adaptive sampling follows Application Insights: it re-evaluates the observed
 rate of sampleable items every ``evaluation_interval`` and moves the percentage
 towards ``target_per_second``, decreasing at once and increasing slowly (at most
 doubling, and not before ``increase_cooldown`` has passed since the last change).
+Unlike Application Insights it does not wait for the interval to end when the
+window has already seen its whole budget (``target_per_second`` times the
+interval) and is at least :data:`MIN_EARLY_WINDOW` long: a burst, or a busy
+service just started at 100%, is cut within a second or two, not after 15 s.
 Percentages are always 100/N, so weights are whole numbers.
 """
 
@@ -21,6 +25,7 @@ import zlib
 from digitalme.monitoring.telemetry.items import AnyItem, Priority
 
 MIN_PERCENTAGE = 0.1
+MIN_EARLY_WINDOW = 1.0  # seconds: a shorter window's rate is too noisy to act on
 
 
 def ladder(percentage: float) -> float:
@@ -79,7 +84,9 @@ class Sampler:
             self._window_start = now
             return
         elapsed = now - self._window_start
-        if elapsed < self.evaluation_interval:
+        if elapsed < self.evaluation_interval and (
+            elapsed < MIN_EARLY_WINDOW or self._seen < self.target * self.evaluation_interval
+        ):
             return
         rate = self._seen / elapsed
         self._seen = 0
