@@ -926,3 +926,15 @@ def test_exception_class_names_are_not_sensitive(name: str) -> None:
     redactor = Redactor()
     assert not redactor.is_sensitive_name(name)
     assert redactor.redact_text(f"{name}: 'user_id'") == f"{name}: 'user_id'"
+
+
+def test_redacted_texts_are_remembered_within_a_bound() -> None:
+    redactor = Redactor()
+    statement = "UPDATE users SET password = 'hunter2' WHERE id = 1"
+    first = redactor.redact_text(statement)
+    assert "hunter2" not in first
+    assert redactor.redact_text(statement) == first
+    for n in range(20_000):  # distinct texts: the memory of them stays bounded
+        assert redactor.redact_text(f"token={n:08d}x") == "token=[REDACTED]"
+    assert len(redactor._text_cache) <= 8192
+    assert redactor.redact_text(statement) == first

@@ -59,6 +59,7 @@ _MAX_NAME: Final = 1024  # longer names are judged on their first 1024 character
 _MAX_DEPTH: Final = 8  # JSON-in-a-string and URL-encoding levels unpacked
 _CACHE_SIZE: Final = 8192  # names per cache; cleared when full
 _MAX_CACHED_NAME: Final = 256  # longer names are judged every time, not kept
+_MAX_CACHED_TEXT: Final = 256  # texts up to this length keep their redacted form
 _MIN_SUFFIX_FIELD: Final = 5  # `accesstoken` ends with `token`; `monkey` must not match `key`
 
 _NON_ALNUM = re.compile(r"[^A-Za-z0-9]{1,1024}")
@@ -107,6 +108,9 @@ class Redactor:
         self._redacted_value = self._truncate(REDACTED, 0)  # REDACTED unless max_length < 10
         self._name_cache: dict[str, bool] = {}
         self._key_cache: dict[str, tuple[str, bool]] = {}
+        # SQL statements, dependency names and URLs repeat: redaction is a pure function
+        # of the text, so a short text is redacted once and then looked up.
+        self._text_cache: dict[str, str] = {}
         self._errors = 0
 
     @property
@@ -213,7 +217,15 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """``text`` with every secret shape replaced, then truncated (see the module doc)."""
-        return self._redact_object(text)
+        if type(text) is not str or len(text) > _MAX_CACHED_TEXT:
+            return self._redact_object(text)
+        redacted = self._text_cache.get(text)
+        if redacted is None:
+            redacted = self._redact_object(text)
+            if len(self._text_cache) >= _CACHE_SIZE:
+                self._text_cache.clear()
+            self._text_cache[text] = redacted
+        return redacted
 
     def _redact_object(self, text: object) -> str:
         try:
