@@ -39,6 +39,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_hot_path.py
 	$(BIN)/python benchmarks/bench_request_overhead.py
 	$(BIN)/python benchmarks/bench_pipeline_throughput.py --seconds 300
+	$(BIN)/python benchmarks/bench_health.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -9,6 +9,8 @@ Fixtures:
 * ``redis_url`` (function): the session Redis URL, after FLUSHALL.
 * ``isolated_redis_server`` (function): a private RedisServer, for tests that
   kill/restart Redis without disturbing the shared one.
+* ``isolated_postgres_server`` (function): a private PostgresServer, for tests
+  that halt/restart PostgreSQL without disturbing the shared one.
 
 When a server binary is not installed the fixtures skip, except on CI
 (``CI=true``), where a missing server is a failure rather than silent loss of
@@ -60,6 +62,16 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     name = f"test_{uuid.uuid4().hex}"
     postgres_server.create_database(name)
     return postgres_server.async_url(name)
+
+
+@pytest.fixture
+def isolated_postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for this test only (safe to halt/restart)."""
+    server = _start(PostgresServer)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,12 @@ Usage::
         ...
         fake.requests[-1].body["system"]  # what the SDK sent
 
-Only ``POST /v1/messages`` exists; anything else is a 404 with an Anthropic
-error body. A wrong or missing API key (``x-api-key``, or ``Authorization:
-Bearer`` which is what anthropic 2.x sends) gets 401 like the real API.
+``POST /v1/messages`` and ``GET /v1/models/{model_id}`` (what the health check
+calls) exist; anything else is a 404 with an Anthropic error body. The modes
+(``slow``, ``fail``) apply to both. A wrong or missing API key (``x-api-key``, or
+``Authorization: Bearer`` which is what anthropic 2.x sends) gets 401 like the
+real API. ``model_lifecycle`` sets what the models endpoint says (``active``,
+``deprecated``, ``retired``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ ERROR_TYPES: dict[int, str] = {
 
 # A body that looks like an upstream leak: tests assert it never reaches a client.
 UPSTREAM_SECRET_DETAIL = "upstream-internal-detail-7f3a"
+MODELS_PATH = "/v1/models/"
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,39 @@ class _Handler(BaseHTTPRequestHandler):
         return token.strip() if scheme.lower() == "bearer" else None
 
     def do_GET(self) -> None:
-        self._error(404, "not found")
+        fake = self.server.fake
+        fake._record(
+            RecordedRequest(
+                method="GET",
+                path=self.path,
+                headers={key.lower(): value for key, value in self.headers.items()},
+                body={},
+            )
+        )
+        path = self.path.split("?", 1)[0]
+        if not path.startswith(MODELS_PATH):
+            self._error(404, "not found")
+            return
+        if self._presented_key() != fake.api_key:
+            self._error(401, "invalid x-api-key")
+            return
+        mode = fake._mode_now()
+        if mode.kind == "slow" and fake._stopping.wait(mode.delay):
+            return
+        if mode.kind == "fail":
+            self._error(mode.status, UPSTREAM_SECRET_DETAIL, mode.headers)
+            return
+        model_id = path.removeprefix(MODELS_PATH)
+        self._send(
+            200,
+            {
+                "type": "model",
+                "id": model_id,
+                "display_name": f"Fake {model_id}",
+                "created_at": "2025-01-01T00:00:00Z",
+                "lifecycle": fake.model_lifecycle,
+            },
+        )
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         payload = {
@@ -181,6 +217,7 @@ class FakeAnthropic:
         self._mode = _Mode()
         self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
+        self.model_lifecycle = "active"
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -251,12 +288,18 @@ class FakeAnthropic:
         with self._lock:
             self._mode = _Mode()
             self._requests.clear()
+            self.model_lifecycle = "active"
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """A copy of the requests received so far, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """The ``GET /v1/models/{id}`` requests received so far (health probes)."""
+        return [r for r in self.requests if r.method == "GET" and r.path.startswith(MODELS_PATH)]
 
     # -- used by the handler ------------------------------------------------
 

@@ -166,7 +166,8 @@ class PostgresServer:
             url = pg.async_url("scratch")  # postgresql+asyncpg://...
 
     ``url`` is the async URL of the database created at start-up
-    (``default_database``).
+    (``default_database``). ``halt()`` stops the server but keeps its data and
+    port, ``restart()`` brings it back, for tests of a database outage.
     """
 
     user = "digitalme"
@@ -245,6 +246,29 @@ class PostgresServer:
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut) and keep its data and port."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _terminate(proc, (signal.SIGINT, signal.SIGQUIT))
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        """Start the server again on the same port with the same data; halts it first."""
+        if self.base_dir is None or not self.port:
+            raise ServerStartError("restart() needs a server that was started once")
+        self.halt()
+        self._log = self.log_path.open("ab")
+        self._spawn(self.port)
+        if not self._wait_ready(time.monotonic() + self.startup_timeout):
+            self.halt()
+            raise ServerStartError(
+                f"PostgreSQL did not come back on port {self.port}; "
+                f"log tail:\n{_read_tail(self.log_path)}"
+            )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown, escalating) and remove its directory."""
@@ -337,7 +361,6 @@ class PostgresServer:
             raise ServerStartError(f"initdb failed (exit {result.returncode}):\n{output}")
 
     def _start_postgres(self) -> None:
-        base = self._base()
         deadline = time.monotonic() + self.startup_timeout
         # The free port can be grabbed by someone else between find_free_port()
         # and postgres binding it: retry a few times with a new port.
@@ -345,37 +368,7 @@ class PostgresServer:
         for _attempt in range(3):
             self.port = find_free_port()
             self._log = self.log_path.open("ab")
-            cmd = [
-                self.postgres,
-                "-D",
-                str(self.data_dir),
-                "-p",
-                str(self.port),
-                "-c",
-                f"listen_addresses={self.host}",
-                "-c",
-                f"unix_socket_directories={base}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "logging_collector=off",
-                "-c",
-                "log_min_messages=warning",
-                "-c",
-                "max_connections=200",
-            ]
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in the terminal is pytest's, not ours
-                **self._child_kwargs(),
-            )
+            self._spawn(self.port)
             if self._wait_ready(deadline):
                 return
             last_error = _read_tail(self.log_path)
@@ -388,6 +381,41 @@ class PostgresServer:
         raise ServerStartError(
             f"PostgreSQL did not become ready within {self.startup_timeout:.0f}s; "
             f"log tail:\n{last_error}"
+        )
+
+    def _spawn(self, port: int) -> None:
+        """Start ``postgres`` on ``port`` over the existing data directory."""
+        base = self._base()
+        cmd = [
+            self.postgres,
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            f"unix_socket_directories={base}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_min_messages=warning",
+            "-c",
+            "max_connections=200",
+        ]
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal is pytest's, not ours
+            **self._child_kwargs(),
         )
 
     def _wait_ready(self, deadline: float) -> bool:

@@ -60,6 +60,40 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"DIGITALME__TELEMETRY__SAMPLING_PERCENTAGE": "150"}, "telemetry.sampling_percentage"),
         ({"DIGITALME__AUTH__JWT_SECRET": "short-s3cret"}, "auth.jwt_secret"),
         ({"DIGITALME__ENVIRONMENT": "Moon"}, "environment"),
+        ({"DIGITALME__HEALTH__PROBE_INTERVAL": "0"}, "health.probe_interval"),
+        ({"DIGITALME__HEALTH__CACHE_SECONDS": "-1"}, "health.cache_seconds"),
+        ({"DIGITALME__HEALTH__RATE_LIMIT_PER_IP": "lots"}, "health.rate_limit_per_ip"),
+        (
+            {"DIGITALME__HEALTH__PROCESS__LOOP_LAG_UNHEALTHY_MS": "50"},
+            "health.process: loop_lag_unhealthy_ms must be greater than loop_lag_degraded_ms",
+        ),
+        ({"DIGITALME__HEALTH__CLAUDE__SLOW_THRESHOLD": "0"}, "health.claude.slow_threshold"),
+        (
+            {"DIGITALME__HEALTH__URLS": '[{"name": "cdn", "url": "ftp://cdn.example"}]'},
+            "health.urls.0.url",
+        ),
+        (
+            {"DIGITALME__HEALTH__URLS": '[{"name": "Bad Name", "url": "https://x.example"}]'},
+            "health.urls.0.name",
+        ),
+        (
+            {
+                "DIGITALME__HEALTH__URLS": '[{"name": "cdn", "url": "https://x.example", '
+                '"failure_status": "Broken"}]'
+            },
+            "health.urls.0.failure_status",
+        ),
+        (
+            {"DIGITALME__HEALTH__URLS": '[{"name": "database", "url": "https://x.example"}]'},
+            "health.urls: 'database' is the name of a built-in check",
+        ),
+        (
+            {
+                "DIGITALME__HEALTH__URLS": '[{"name": "cdn", "url": "https://a.example"}, '
+                '{"name": "cdn", "url": "https://b.example"}]'
+            },
+            "health.urls: two checks are named 'cdn'",
+        ),
     ],
 )
 def test_invalid_values_name_the_key_and_never_the_value(
@@ -99,3 +133,28 @@ def test_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         assert secret not in text
     assert settings.claude.api_key is not None
     assert settings.claude.api_key.get_secret_value() == "sk-ant-very-secret"
+
+
+def test_health_defaults_and_an_empty_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    health = load_settings().health
+    assert (health.probe_interval, health.cache_seconds, health.show_details) == (10.0, 5.0, False)
+    assert health.rate_limit_per_ip == "60/minute"
+    assert health.claude.slow_threshold == 10.0
+    assert health.urls == []
+    monkeypatch.setenv("DIGITALME__HEALTH__RATE_LIMIT_PER_IP", "")
+    assert load_settings().health.rate_limit_per_ip is None
+
+
+def test_url_checks_from_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "health:\n  urls:\n    - name: status-page\n      url: https://status.example/ok\n"
+        "      expected_status: 204\n      failure_status: Unhealthy\n"
+    )
+    [check] = load_settings(config).health.urls
+    assert (check.name, check.expected_status, check.failure_status) == (
+        "status-page",
+        204,
+        "Unhealthy",
+    )
+    assert (check.timeout, check.tags) == (5.0, ["external"])

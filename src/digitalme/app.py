@@ -19,12 +19,14 @@ from digitalme.host.db import Database
 from digitalme.host.errors import ApiError, install_error_handlers
 from digitalme.host.guard.middleware import SecurityGuardMiddleware
 from digitalme.host.guard.rate_limit import RateLimiter
+from digitalme.host.health import add_host_checks
 from digitalme.host.llm import ConversationModel, build_conversation_model
 from digitalme.host.request_id import RequestIdMiddleware
 from digitalme.host.security_events import SecurityEvent, SecurityEvents
 from digitalme.host.state import HostServices
 from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.monitoring.facade import Monitoring
+from digitalme.monitoring.health import HEALTH_PATHS
 from digitalme.monitoring.telemetry.instrumentation.asgi import TelemetryMiddleware
 from digitalme.monitoring.telemetry.instrumentation.sql import instrument_engine
 from digitalme.settings import Environment, Settings, load_settings
@@ -67,7 +69,10 @@ def create_app(
         model = build_conversation_model(
             settings.claude, telemetry=telemetry if tracking else None, clock=clock
         )
-    rate_limiter = RateLimiter.from_settings(settings.security, settings.redis_url)
+    add_host_checks(monitoring.health, settings, database=database, model=model, clock=clock)
+    rate_limiter = RateLimiter.from_settings(
+        settings.security, settings.redis_url, health_per_ip=settings.health.rate_limit_per_ip
+    )
     if tracking:
         instrument_engine(database.engine, telemetry, clock)
         rate_limiter.instrument(telemetry, clock)
@@ -114,7 +119,7 @@ def create_app(
                 return False
         return principal.is_admin
 
-    app.router.routes.extend(monitoring.routes(authorize_admin))
+    app.router.routes[:0] = monitoring.routes(authorize_admin)
 
     def identify(scope: Scope) -> str | None:
         headers = Headers(scope=scope)
@@ -130,6 +135,7 @@ def create_app(
         events=events,
         identify=identify,
         rate_limiter=rate_limiter,
+        health_paths=HEALTH_PATHS,
     )
     if settings.telemetry.enabled:
         app.add_middleware(TelemetryMiddleware, client=telemetry, clock=clock)
@@ -140,6 +146,10 @@ def create_app(
 def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` (worker processes load settings themselves)."""
     from digitalme.logging import configure_logging
+    from digitalme.monitoring.alerts import RuleFileError
 
     configure_logging()
-    return create_app(load_settings())
+    try:
+        return create_app(load_settings())
+    except RuleFileError as exc:  # one line naming the file, rule and field; no traceback
+        raise SystemExit(f"digitalme: {exc}") from None

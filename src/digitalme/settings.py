@@ -16,16 +16,19 @@ This is the only module that reads the process environment.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,6 +40,8 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "DIGITALME__"
+
+_T = TypeVar("_T")
 
 
 class Environment(StrEnum):
@@ -115,30 +120,215 @@ class CustomTelemetrySettings(Section):
     )
 
 
+class ChannelName(StrEnum):
+    """The notification channels; routing lists and alert rules name them."""
+
+    EMAIL = "email"
+    SLACK = "slack"
+    SMS = "sms"
+    WEBHOOK = "webhook"
+
+
+_EMAIL_ADDRESS = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+$")
+_E164_NUMBER = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def _required_when_enabled(value: _T, info: ValidationInfo, section: str) -> _T:
+    """``value`` unless it is missing while the channel is enabled.
+
+    Checked per field (with ``validate_default``) so that the error names the key.
+    """
+    if info.data.get("enabled") and not value:
+        raise ValueError(f"required when {section}.enabled is true")
+    return value
+
+
+def _check_http_url(url: str) -> None:
+    """Raise (without echoing the URL, which may embed a token) unless it is http(s) with a host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+
+
+def _check_secret_url(
+    value: SecretStr | None, info: ValidationInfo, section: str
+) -> SecretStr | None:
+    value = _required_when_enabled(value, info, section)
+    if value is not None:
+        _check_http_url(value.get_secret_value())
+    return value
+
+
 class EmailSettings(Section):
+    """Alert emails over SMTP (``notifications.email``).
+
+    Critical alerts go to ``critical_alert_recipients`` and the others to
+    ``standard_alert_recipients``; when the list an alert needs is empty it goes
+    to the other one, so an enabled channel always reaches someone.
+    """
+
     enabled: bool = False
     smtp_server: str = "localhost"
     smtp_port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS upgrade, implicit TLS (port 465), or plain"
+    )
     username: str | None = None
-    password: SecretStr | None = None
+    password: SecretStr | None = Field(default=None, validate_default=True)
     sender: str = "digitalme-alerts@localhost"
-    critical_alert_recipients: list[str] = Field(default_factory=list)
-    standard_alert_recipients: list[str] = Field(default_factory=list)
+    critical_alert_recipients: list[str] = Field(default_factory=list, max_length=100)
+    standard_alert_recipients: list[str] = Field(
+        default_factory=list, max_length=100, validate_default=True
+    )
+    ca_file: FilePath | None = Field(
+        default=None, description="PEM bundle of extra CAs to trust (a private relay)"
+    )
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per message")
+
+    @field_validator("password")
+    @classmethod
+    def _login_pair(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("username") and not value:
+            raise ValueError("required when notifications.email.username is set")
+        if value and not info.data.get("username"):
+            raise ValueError("set without notifications.email.username")
+        if value and info.data.get("security") == "none":
+            # A password must not cross the network in clear text.
+            raise ValueError("needs notifications.email.security starttls or tls")
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_address(cls, value: str) -> str:
+        if not _EMAIL_ADDRESS.match(value):
+            raise ValueError("must be an email address like alerts@example.com")
+        return value
+
+    @field_validator("critical_alert_recipients", "standard_alert_recipients")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not _EMAIL_ADDRESS.match(address):
+                raise ValueError(f"not an email address: {address!r}")
+        return value
+
+    @field_validator("standard_alert_recipients")
+    @classmethod
+    def _someone(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if (
+            info.data.get("enabled")
+            and not value
+            and not info.data.get("critical_alert_recipients")
+        ):
+            raise ValueError(
+                "required (or critical_alert_recipients) when notifications.email.enabled is true"
+            )
+        return value
 
 
 class SlackSettings(Section):
+    """Alerts to a Slack incoming webhook (``notifications.slack``)."""
+
     enabled: bool = False
-    webhook_url: SecretStr | None = None
-    channel: str = "#digitalme-alerts"
+    webhook_url: SecretStr | None = Field(
+        default=None, validate_default=True, description="secret: the URL embeds a token"
+    )
+    channel: str = Field(
+        default="#digitalme-alerts",
+        description="honoured by legacy webhooks (empty: left out); app webhooks ignore it",
+    )
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return _check_secret_url(value, info, "notifications.slack")
 
 
 class SmsSettings(Section):
+    """Critical alerts by SMS through Twilio's Messages API (``notifications.sms``)."""
+
     enabled: bool = False
-    account_sid: str | None = None
-    auth_token: SecretStr | None = None
-    from_number: str | None = None
-    recipients: list[str] = Field(default_factory=list)
+    account_sid: str | None = Field(default=None, validate_default=True, pattern=r"^[A-Za-z0-9]+$")
+    auth_token: SecretStr | None = Field(default=None, validate_default=True)
+    from_number: str | None = Field(
+        default=None, validate_default=True, description="E.164 number or sender id"
+    )
+    recipients: list[str] = Field(default_factory=list, max_length=20, validate_default=True)
     base_url: str = "https://api.twilio.com"
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per message")
+
+    @field_validator("account_sid", "auth_token", "from_number")
+    @classmethod
+    def _required(cls, value: _T, info: ValidationInfo) -> _T:
+        return _required_when_enabled(value, info, "notifications.sms")
+
+    @field_validator("recipients")
+    @classmethod
+    def _numbers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for number in _required_when_enabled(value, info, "notifications.sms"):
+            if not _E164_NUMBER.match(number):
+                raise ValueError(f"not an E.164 phone number like +15551234567: {number!r}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        _check_http_url(value)
+        return value.rstrip("/")
+
+
+class WebhookSettings(Section):
+    """Alerts as Alertmanager-format (version 4) JSON to any URL (``notifications.webhook``)."""
+
+    enabled: bool = False
+    url: SecretStr | None = Field(
+        default=None, validate_default=True, description="secret: such URLs often embed a token"
+    )
+    secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key; when set every request is signed"
+    )
+    receiver: str = Field(default="digitalme", description="the payload's receiver name")
+    external_url: str = Field(default="", description="the payload's externalURL")
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return _check_secret_url(value, info, "notifications.webhook")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class RoutingSettings(Section):
+    """Which channels get an alert, by severity (``notifications.routing``).
+
+    A rule's own channel list overrides these. SMS carries Critical alerts only,
+    whatever a list says. ``webhook`` is in every list so that, once enabled, the
+    system it feeds sees everything (as an Alertmanager receiver would).
+    """
+
+    critical: list[ChannelName] = Field(default_factory=lambda: list(ChannelName))
+    high: list[ChannelName] = Field(
+        default_factory=lambda: [ChannelName.EMAIL, ChannelName.SLACK, ChannelName.WEBHOOK]
+    )
+    medium: list[ChannelName] = Field(
+        default_factory=lambda: [ChannelName.SLACK, ChannelName.WEBHOOK]
+    )
+    low: list[ChannelName] = Field(default_factory=lambda: [ChannelName.SLACK, ChannelName.WEBHOOK])
+    resolved: list[ChannelName] = Field(
+        default_factory=lambda: [ChannelName.SLACK, ChannelName.WEBHOOK]
+    )
+    resolved_to_firing_channels: bool = Field(
+        default=False, description="resolved notices go where the firing one went"
+    )
 
 
 class MetricsEndpointSettings(Section):
@@ -162,9 +352,13 @@ class MetricsEndpointSettings(Section):
 
 
 class NotificationSettings(Section):
+    """Alert notification channels and the routing of alerts to them."""
+
     email: EmailSettings = EmailSettings()
     slack: SlackSettings = SlackSettings()
     sms: SmsSettings = SmsSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    routing: RoutingSettings = RoutingSettings()
 
 
 class AuthSettings(Section):
@@ -186,6 +380,17 @@ class AuthSettings(Section):
         return value
 
 
+def _check_rate_limit(value: str) -> str:
+    """``value`` if it is a ``limits`` rate limit (``"100/minute"``, several joined by ``;``)."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit like '100/minute': {value!r}") from exc
+    return value
+
+
 class SecuritySettings(Section):
     rate_limit_enabled: bool = True
     rate_limit_per_ip: str = "100/minute"
@@ -199,13 +404,7 @@ class SecuritySettings(Section):
     @field_validator("rate_limit_per_ip", "rate_limit_per_user")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
-        from limits import parse_many
-
-        try:
-            parse_many(value)
-        except ValueError as exc:
-            raise ValueError(f"not a rate limit like '100/minute': {value!r}") from exc
-        return value
+        return _check_rate_limit(value)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -229,6 +428,132 @@ class ClaudeSettings(Section):
     max_tokens: int = Field(default=1024, ge=1, le=64000)
 
 
+# Names of the built-in health checks; configured URL checks may not take them.
+BUILT_IN_CHECK_NAMES = frozenset({"database", "telemetry-store", "redis", "claude-api", "process"})
+CHECK_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class UrlCheckSettings(Section):
+    """One outgoing HTTP GET watched by the health checks (``health.urls``)."""
+
+    name: str = Field(pattern=CHECK_NAME_PATTERN, description="check name in the reports")
+    url: str = Field(description="http(s) URL to GET")
+    expected_status: int = Field(default=200, ge=100, le=599)
+    timeout: float = Field(default=5.0, gt=0, le=120, description="seconds")
+    failure_status: Literal["Degraded", "Unhealthy"] = "Degraded"
+    tags: list[str] = Field(default_factory=lambda: ["external"])
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+
+class ProcessCheckSettings(Section):
+    """Thresholds of the ``process`` health check."""
+
+    enabled: bool = True
+    loop_lag_degraded_ms: float = Field(default=100.0, gt=0, le=60_000)
+    loop_lag_unhealthy_ms: float = Field(default=1000.0, gt=0, le=600_000)
+    min_free_disk_mb: float = Field(default=500.0, ge=0, description="under it: Degraded")
+    min_free_disk_percent: float = Field(
+        default=5.0, ge=0, le=100, description="under it: Degraded"
+    )
+    max_rss_mb: float | None = Field(default=2048.0, gt=0, description="over it: Degraded")
+
+    @model_validator(mode="after")
+    def _lag_thresholds_in_order(self) -> Self:
+        if self.loop_lag_unhealthy_ms <= self.loop_lag_degraded_ms:
+            raise ValueError("loop_lag_unhealthy_ms must be greater than loop_lag_degraded_ms")
+        return self
+
+
+class ClaudeCheckSettings(Section):
+    """The ``claude-api`` health check: one cheap real call (``GET /v1/models/{model}``)."""
+
+    enabled: bool = True
+    slow_threshold: float = Field(default=10.0, gt=0, le=600, description="seconds")
+    timeout: float = Field(default=20.0, gt=0, le=600, description="seconds")
+    min_interval: float = Field(
+        default=60.0, ge=0, le=86400, description="seconds between real calls"
+    )
+
+
+class HealthSettings(Section):
+    """Health checks, the ``/health`` endpoints and the background prober."""
+
+    probe_interval: float = Field(default=10.0, ge=0.05, le=3600, description="seconds")
+    prober_enabled: bool = True
+    cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    check_timeout: float = Field(default=5.0, gt=0, le=600, description="seconds")
+    show_details: bool = False
+    rate_limit_per_ip: str | None = "60/minute"
+    history_size: int = Field(default=1000, ge=1, le=1_000_000)
+    telemetry_store_check: bool = True
+    redis_check: bool = True
+    process: ProcessCheckSettings = ProcessCheckSettings()
+    claude: ClaudeCheckSettings = ClaudeCheckSettings()
+    urls: list[UrlCheckSettings] = Field(default_factory=list, max_length=100)
+
+    @field_validator("rate_limit_per_ip")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str | None) -> str | None:
+        # Empty (what an environment variable can say) or null: no limit of their own.
+        return _check_rate_limit(value) if value else None
+
+    @field_validator("urls")
+    @classmethod
+    def _unique_names(cls, value: list[UrlCheckSettings]) -> list[UrlCheckSettings]:
+        seen: set[str] = set()
+        for check in value:
+            if check.name in BUILT_IN_CHECK_NAMES:
+                raise ValueError(f"{check.name!r} is the name of a built-in check")
+            if check.name in seen:
+                raise ValueError(f"two checks are named {check.name!r}")
+            seen.add(check.name)
+        return value
+
+
+class AlertRuleOverride(Section):
+    """Changes to one shipped default alert rule (``alerting.defaults.<rule id>``).
+
+    Only the keys given change the rule; durations take seconds or ``"5m"``.
+    Values are validated like any rule when the alert engine starts.
+    """
+
+    enabled: bool | None = None
+    threshold: float | None = None
+    clear_threshold: float | None = None
+    evaluation_window: float | str | None = None
+    min_data_points: int | None = None
+    min_duration: float | str | None = None
+    keep_firing_for: float | str | None = None
+    repeat_interval: float | str | None = None
+    severity: str | None = None
+    notification_channels: list[str] | None = None
+
+
+class AlertingSettings(Section):
+    """The alert engine: rule files, the shipped defaults, security alerts, bounds."""
+
+    enabled: bool = True
+    tick: float = Field(default=0.25, ge=0.01, le=60, description="seconds between evaluations")
+    rule_files: list[Path] = Field(default_factory=list, max_length=100)
+    defaults: dict[str, AlertRuleOverride] = Field(default_factory=dict)
+    security_alerts: bool = True
+    security_group_window: float = Field(default=300.0, gt=0, le=86400, description="seconds")
+    security_repeat_interval: float | None = Field(
+        default=3600.0, gt=0, le=7 * 86400, description="seconds; null: never repeat"
+    )
+    resolve_mute: float = Field(default=3600.0, ge=0, le=7 * 86400, description="seconds")
+    max_active_alerts: int = Field(default=10_000, ge=10, le=1_000_000)
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -250,6 +575,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     security: SecuritySettings = SecuritySettings()
     claude: ClaudeSettings = ClaudeSettings()
+    health: HealthSettings = HealthSettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Self:

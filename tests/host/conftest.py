@@ -50,6 +50,9 @@ def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, An
         "server": {"data_dir": str(tmp_path / "var")},
         "connection_strings": {"database": database_url},
         "auth": {"jwt_secret": JWT_SECRET},
+        # No background health probing: tests count database and Claude calls exactly.
+        # The health tests switch it on.
+        "health": {"prober_enabled": False},
     }
     for key, value in settings_overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

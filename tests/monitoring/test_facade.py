@@ -1,11 +1,13 @@
-"""Monitoring.from_settings: the store is always a sink; exporters when configured."""
+"""Monitoring.from_settings: the store is always a sink; exporters when configured; health."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from digitalme.monitoring.facade import Monitoring
+from digitalme.monitoring.testing import InMemorySink, ScriptedCheck
 from digitalme.settings import load_settings
+from polling import eventually
 
 
 def sink_names(monitoring: Monitoring) -> list[str]:
@@ -33,3 +35,50 @@ def test_exporters_from_connection_strings(tmp_path: Path) -> None:
     monitoring = Monitoring.from_settings(settings)
     assert sink_names(monitoring) == ["store", "otlp", "azure_monitor"]
     assert key not in repr(monitoring.pipeline.workers[2].sink)
+
+
+def test_health_checks_registered_from_settings(tmp_path: Path) -> None:
+    settings = load_settings(server={"data_dir": str(tmp_path)})
+    assert Monitoring.from_settings(settings).health.registry.names() == [
+        "telemetry-store",
+        "process",
+    ]
+    configured = load_settings(
+        server={"data_dir": str(tmp_path)},
+        connection_strings={"redis": "redis://127.0.0.1:6379/0"},
+        health={
+            "telemetry_store_check": False,
+            "process": {"enabled": False},
+            "urls": [{"name": "status-page", "url": "https://status.example"}],
+        },
+    )
+    assert Monitoring.from_settings(configured).health.registry.names() == [
+        "redis",
+        "status-page",
+    ]
+
+
+def test_routes_serve_health_and_metrics(tmp_path: Path) -> None:
+    async def nobody(_: object) -> bool:
+        return False
+
+    monitoring = Monitoring(load_settings(server={"data_dir": str(tmp_path)}))
+    paths = [getattr(route, "path", None) for route in monitoring.routes(nobody)]
+    assert paths == ["/health", "/health/ready", "/health/live", "/metrics"]
+
+
+async def test_start_runs_the_prober_and_stop_ends_it(tmp_path: Path) -> None:
+    settings = load_settings(
+        server={"data_dir": str(tmp_path)}, health={"process": {"enabled": False}}
+    )
+    monitoring = Monitoring(settings, sinks=[InMemorySink()])
+    check = ScriptedCheck("counted")
+    monitoring.health.add(check)
+    await monitoring.start()
+    try:
+        assert monitoring.health.prober.running
+        await eventually(lambda: check.calls >= 1, timeout=10, what="a first round")
+    finally:
+        await monitoring.stop()
+    assert not monitoring.health.prober.running
+    assert check.closed

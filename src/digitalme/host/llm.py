@@ -42,6 +42,7 @@ __all__ = [
     "LlmRateLimited",
     "LlmTimeout",
     "LlmUpstreamError",
+    "ModelStatus",
     "Reply",
     "TurnRole",
     "build_conversation_model",
@@ -66,6 +67,16 @@ class ChatTurn:
 
     role: TurnRole
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatus:
+    """What the API says about the configured model (``GET /v1/models/{model}``)."""
+
+    id: str
+    display_name: str
+    lifecycle: str | None
+    """``active``, ``deprecated`` or ``retired`` (None when the API does not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +241,29 @@ class ClaudeModel:
             input_tokens=message.usage.input_tokens,
             output_tokens=message.usage.output_tokens,
             duration_seconds=self._clock.monotonic() - started,
+        )
+
+    async def model_status(self, *, timeout: float) -> ModelStatus:
+        """Ask the API about the configured model: one cheap real call that proves the
+        key, the model and the network path without generating tokens.
+
+        The same client (key, base URL, instrumented HTTP client) as :meth:`reply`,
+        without retries: a health probe reports a failure rather than retrying it.
+        Raises :class:`LlmError` (a subclass) on any failure.
+        """
+        import anthropic
+
+        try:
+            info = await self._client.with_options(max_retries=0).models.retrieve(
+                self.model, timeout=timeout
+            )
+        except anthropic.AnthropicError as exc:
+            raise _translate(exc) from None
+        lifecycle = getattr(info, "lifecycle", None)
+        return ModelStatus(
+            id=info.id,
+            display_name=info.display_name,
+            lifecycle=lifecycle if isinstance(lifecycle, str) else None,
         )
 
     async def aclose(self) -> None:

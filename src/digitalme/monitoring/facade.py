@@ -11,8 +11,20 @@ import structlog
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from digitalme.monitoring.alerts import (
+    AlertEngine,
+    AlertEvent,
+    AlertEventKind,
+    AlertRule,
+    AlertStore,
+    InMemoryAlertStore,
+    SqlAlertStore,
+    load_rules,
+)
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.health.builtin import add_builtin_checks
+from digitalme.monitoring.health.service import HealthMonitor
 from digitalme.monitoring.storage import RetentionJob, TelemetryStore
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.buffer import ItemBuffer
@@ -36,11 +48,36 @@ from digitalme.settings import Settings
 
 log = structlog.get_logger("digitalme.monitoring")
 
+# The plan's routing by severity, until the notifiers' router replaces it.
+SEVERITY_CHANNELS: dict[str, tuple[str, ...]] = {
+    "Critical": ("email", "slack", "sms"),
+    "High": ("email", "slack"),
+    "Medium": ("slack",),
+    "Low": ("slack",),
+}
+
+
+def severity_route(
+    event: AlertEvent, rule: AlertRule | None, fired_channels: Sequence[str]
+) -> list[str]:
+    """A rule's own channels, else Critical -> email, Slack, SMS; High -> email, Slack;
+    Medium and Low -> Slack; resolved notices -> Slack."""
+    if rule is not None and rule.notification_channels is not None:
+        return list(rule.notification_channels)
+    if event.kind is AlertEventKind.RESOLVED:
+        return ["slack"]
+    return list(SEVERITY_CHANNELS.get(str(event.severity), ("slack",)))
+
+
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
 class Monitoring:
-    """Telemetry (and, as they land, health, alerts, dashboards, uptime) for one ASGI app."""
+    """Telemetry, health checks (and, as they land, alerts, dashboards, uptime) for one ASGI app.
+
+    ``health`` holds the built-in checks the settings ask for; the host adds its
+    own with ``monitoring.health.add(...)``.
+    """
 
     def __init__(
         self,
@@ -108,6 +145,30 @@ class Monitoring:
             else None
         )
         self.collector = TelemetryCollector(self.aggregator, self.pipeline)
+        self.health = HealthMonitor(
+            settings.health,
+            clock=self.clock,
+            redactor=self.redactor,
+            telemetry=self.client,
+            bus=self.bus,
+        )
+        add_builtin_checks(self.health, settings, store=store, clock=self.clock)
+        # A bad rule file raises RuleFileError here: start-up stops with its one-line message.
+        self.alerts: AlertEngine | None = None
+        if settings.alerting.enabled:
+            alert_store: AlertStore = (
+                SqlAlertStore(store.engine) if store is not None else InMemoryAlertStore()
+            )
+            self.alerts = AlertEngine(
+                load_rules(settings),
+                self.aggregator,
+                self.clock,
+                alert_store,
+                severity_route,
+                self.bus,
+                settings.alerting,
+                strict=strict,
+            )
         self._running = False
         self._stop_metrics_port: Callable[[], None] | None = None
 
@@ -156,12 +217,18 @@ class Monitoring:
             self._stop_metrics_port = serve_on_port(
                 self.collector, metrics.port, self.settings.server.host
             )
+        self.health.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         self._running = True
 
     async def stop(self) -> None:
         """Drain everything captured so far into the sinks, then stop."""
         if not self._running:
             return
+        await self.health.stop()
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self._stop_metrics_port is not None:
             self._stop_metrics_port()
             self._stop_metrics_port = None
@@ -173,16 +240,18 @@ class Monitoring:
         self._running = False
 
     def routes(self, authorize: Authorize) -> list[BaseRoute]:
-        """Routes to mount on the app: ``/metrics`` unless it is disabled or on its own port.
+        """Routes to mount on the app: the health endpoints, and ``/metrics`` unless it is
+        disabled or on its own port.
 
-        ``authorize`` tells whether a request may read the metrics (the host
-        accepts admin credentials); a configured scrape token is also accepted.
+        ``authorize`` tells whether a request is an admin's: admins may read the
+        metrics (as may a configured scrape token) and see health details.
         """
+        routes = self.health.routes(authorize)
         metrics = self.settings.metrics
-        if not metrics.enabled or metrics.port is not None:
-            return []
-        endpoint = metrics_endpoint(self.collector, metrics, authorize)
-        return [Route("/metrics", endpoint, methods=["GET"], include_in_schema=False)]
+        if metrics.enabled and metrics.port is None:
+            endpoint = metrics_endpoint(self.collector, metrics, authorize)
+            routes.append(Route("/metrics", endpoint, methods=["GET"], include_in_schema=False))
+        return routes
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Wrap an ASGI app with request collection."""
@@ -196,7 +265,12 @@ class Monitoring:
             await self.start()
             try:
                 async with lifespan(app) as state:
-                    yield state
+                    try:
+                        yield state
+                    finally:
+                        # The host's checks use its resources (database, HTTP clients),
+                        # which its lifespan releases on the way out: stop probing first.
+                        await self.health.stop()
             finally:
                 await self.stop()
 

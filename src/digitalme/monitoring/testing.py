@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from digitalme.monitoring.health.model import HealthResult
+from digitalme.monitoring.notifiers.errors import DeliveryError
+from digitalme.monitoring.notifiers.message import Notification
+from digitalme.monitoring.notifiers.protocol import DeliveryReceipt
 from digitalme.monitoring.telemetry.items import AnyItem
 from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch
 from digitalme.monitoring.telemetry.sketch import Bucket
@@ -61,3 +66,95 @@ class InMemorySink:
 
     def of_kind(self, kind: type[ItemT]) -> list[ItemT]:
         return [item for item in self.items if isinstance(item, kind)]
+
+
+class ScriptedCheck:
+    """A health check that answers what it is told and counts its calls.
+
+    ``result`` is returned (after ``delay`` seconds of real time); ``error``, when
+    set, is raised instead; ``hang()`` makes every later call wait forever (until
+    cancelled), for timeout tests.
+    """
+
+    def __init__(
+        self, name: str, result: HealthResult | None = None, *, delay: float = 0.0
+    ) -> None:
+        self.name = name
+        self.result = result or HealthResult.healthy(f"{name} is fine")
+        self.delay = delay
+        self.error: BaseException | None = None
+        self.calls = 0
+        self.closed = False
+        self._hanging = False
+
+    def hang(self) -> None:
+        self._hanging = True
+
+    async def check(self) -> HealthResult:
+        self.calls += 1
+        if self._hanging:
+            await asyncio.Event().wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class RecordingNotifier:
+    """A notification channel that keeps what it is sent and fails when told to.
+
+    ``attempts`` holds every notification ``send`` was called with, ``sent`` the
+    delivered ones. ``fail(times)`` makes the next ``times`` sends raise a
+    :class:`DeliveryError` (``times=None``: until ``recover()``).
+    """
+
+    def __init__(self, name: str = "recording") -> None:
+        self.name = name
+        self.attempts: list[Notification] = []
+        self.sent: list[Notification] = []
+        self.closed = False
+        self._failures_left: int | None = 0
+        self._failure = DeliveryError(name, "told to fail", permanent=False)
+
+    def fail(
+        self,
+        times: int | None = 1,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        reason: str = "told to fail",
+    ) -> None:
+        self._failures_left = times
+        self._failure = DeliveryError(
+            self.name, reason, permanent=permanent, retry_after=retry_after
+        )
+
+    def recover(self) -> None:
+        self._failures_left = 0
+
+    @property
+    def keys(self) -> list[str]:
+        """Idempotency keys of the delivered notifications, in order."""
+        return [notification.key for notification in self.sent]
+
+    async def send(self, notification: Notification) -> DeliveryReceipt:
+        self.attempts.append(notification)
+        if self._failures_left is None or self._failures_left > 0:
+            if self._failures_left is not None:
+                self._failures_left -= 1
+            failure = self._failure
+            raise DeliveryError(
+                failure.channel,
+                failure.reason,
+                permanent=failure.permanent,
+                retry_after=failure.retry_after,
+            )
+        self.sent.append(notification)
+        return DeliveryReceipt(self.name, f"recorded #{len(self.sent)}")
+
+    async def aclose(self) -> None:
+        self.closed = True

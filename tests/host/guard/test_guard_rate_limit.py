@@ -167,3 +167,25 @@ async def test_after_a_failure_the_storage_is_left_alone_for_the_retry_interval(
 @pytest.mark.redis
 async def test_the_common_contract_holds_on_a_real_redis(redis_url: str) -> None:
     await check_rate_limiter_against(redis_url)
+
+
+async def test_health_requests_have_a_budget_of_their_own() -> None:
+    limiter = RateLimiter("2/minute", "5/minute", health_per_ip="3/minute")
+    try:
+        ip = "192.0.2.9"
+        health = [await limiter.check_health(ip) for _ in range(4)]
+        assert [d.allowed for d in health] == [True, True, True, False]
+        assert health[-1].scope is LimitScope.HEALTH
+        assert health[-1].limit == "3 per 1 minute"
+        # The API budget of the same address is untouched, and spending it leaves health alone.
+        assert [(await limiter.check(ip)).allowed for _ in range(3)] == [True, True, False]
+        assert not (await limiter.check_health(ip)).allowed
+        assert (await limiter.check_health("192.0.2.10")).allowed
+    finally:
+        await limiter.aclose()
+
+
+async def test_no_health_limit_means_unlimited() -> None:
+    limiter = RateLimiter("1/minute", "1/minute")
+    decisions = [await limiter.check_health("192.0.2.11") for _ in range(50)]
+    assert all(decision is ALLOWED for decision in decisions)

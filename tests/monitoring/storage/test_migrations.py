@@ -23,8 +23,15 @@ TABLES = {
     "telemetry_metric_series",
     "telemetry_metric_buckets",
     "telemetry_rollups",
+    "telemetry_alerts",
+    "telemetry_alert_events",
+    "telemetry_silences",
+    "telemetry_alert_rules",
+    "telemetry_deliveries",
+    "telemetry_delivery_attempts",
     "telemetry_alembic_version",
 }
+HEAD = "0002"
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -56,7 +63,7 @@ async def test_migrations_create_every_table_and_match_the_schema(store_url: str
     tables, version, diff = await _inspect(store_url)
 
     assert tables >= TABLES
-    assert version == "0001"
+    assert version == HEAD
     assert diff == []
 
 
@@ -78,4 +85,4 @@ async def test_store_and_host_share_one_database_with_separate_version_tables(
     tables, version, _ = await _inspect(store_url)
 
     assert {"users", "alembic_version"} <= tables
-    assert version == "0001"
+    assert version == HEAD

@@ -27,7 +27,8 @@ def telemetry_overrides() -> dict[str, Any]:
 async def monitoring(
     clock: FakeClock, sink: InMemorySink, telemetry_overrides: dict[str, Any]
 ) -> AsyncIterator[Monitoring]:
-    settings = load_settings(telemetry=telemetry_overrides)
+    # No health prober: its metrics and status events would join the counted telemetry.
+    settings = load_settings(telemetry=telemetry_overrides, health={"prober_enabled": False})
     stack = Monitoring(settings, clock=clock, sinks=[sink], version="9.9.9", strict=True)
     await stack.start()
     yield stack

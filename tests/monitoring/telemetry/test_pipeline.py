@@ -179,7 +179,8 @@ async def test_a_failing_sink_loses_nothing_and_recovers(
 
 async def test_stop_drains_everything(clock: FakeClock) -> None:
     sink = InMemorySink()
-    stack = Monitoring(load_settings(), clock=clock, sinks=[sink], strict=True)
+    settings = load_settings(health={"prober_enabled": False})  # exactly our 1000 events
+    stack = Monitoring(settings, clock=clock, sinks=[sink], strict=True)
     await stack.start()
     for n in range(1000):
         stack.client.track_event(f"e{n}")

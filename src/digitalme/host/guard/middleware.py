@@ -6,7 +6,9 @@ refused request:
 
 1. the client IP (trusted proxies only), stored in ``scope["state"]["client_ip"]``
    for handlers and telemetry;
-2. the rate limit -> 429 ``rate_limited`` with ``Retry-After``;
+2. the rate limit -> 429 ``rate_limited`` with ``Retry-After`` (requests to the
+   ``health_paths`` count against their own per-IP budget instead, see
+   :meth:`RateLimiter.check_health`);
 3. signatures in the path and query -> 400 ``threat_detected``;
 4. the body size, first from ``Content-Length`` without reading, then counted
    while reading -> 413 ``payload_too_large``;
@@ -20,7 +22,7 @@ one storage hit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,6 +61,7 @@ class SecurityGuardMiddleware:
     ``rate_limiter`` (built from the settings, in memory, when not given) and
     closes it; with a Redis-backed one the limit is shared by every instance.
     ``unscanned_fields`` are JSON keys whose values are not scanned (passwords).
+    ``health_paths`` (``/health``, ...) are rate limited by their own budget.
     Lifespan and other scopes pass through; a WebSocket gets its client IP in
     ``scope["state"]`` and nothing else.
     """
@@ -72,6 +75,7 @@ class SecurityGuardMiddleware:
         identify: Identify,
         rate_limiter: RateLimiter | None = None,
         unscanned_fields: frozenset[str] = DEFAULT_UNSCANNED_FIELDS,
+        health_paths: Collection[str] = (),
     ) -> None:
         self.app = app
         self.rate_limiter = rate_limiter or RateLimiter.from_settings(settings)
@@ -82,6 +86,7 @@ class SecurityGuardMiddleware:
         self._detect = settings.threat_detection_enabled
         self._body_limit = settings.body_size_limit
         self._unscanned = frozenset(field.lower() for field in unscanned_fields)
+        self._health_paths = frozenset(health_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -107,8 +112,13 @@ class SecurityGuardMiddleware:
         path: str = scope["path"]
 
         if self._rate_limit:
-            identity = self._identify(scope)
-            decision = await self.rate_limiter.check(ip, identity)
+            identity: str | None
+            if path in self._health_paths:
+                identity = None
+                decision = await self.rate_limiter.check_health(ip)
+            else:
+                identity = self._identify(scope)
+                decision = await self.rate_limiter.check(ip, identity)
             if not decision.allowed:
                 self._emit(
                     SecurityEventType.RATE_LIMIT,

@@ -59,6 +59,8 @@ class LimitScope(StrEnum):
 
     IP = "ip"
     USER = "user"
+    HEALTH = "health"
+    """Requests to the health endpoints, per client IP, apart from the general IP budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +82,15 @@ class RateLimiter:
     """Counts requests per client IP and, when given, per identity; see the module docs.
 
     ``per_ip`` and ``per_user`` use the ``limits`` notation, several limits joined
-    by ``;`` (``"100/minute; 1000/hour"``). ``storage_url`` is a Redis URL
-    (``redis://``, ``rediss://``, ``unix://``, optionally prefixed ``async+``);
-    None keeps the counts in this process. ``timeout`` bounds each Redis
-    operation; it is loose on purpose, because under load the event loop itself
-    can lag by hundreds of milliseconds and a tight bound would turn that lag
-    into spurious fail-open; ``clock`` times the pause after a storage failure. (The windows
-    themselves are timed by ``limits`` on the wall clock and cannot be injected.)
+    by ``;`` (``"100/minute; 1000/hour"``); so does ``health_per_ip``, the budget of
+    the health endpoints (None: unlimited), counted by :meth:`check_health`.
+    ``storage_url`` is a Redis URL (``redis://``, ``rediss://``, ``unix://``,
+    optionally prefixed ``async+``); None keeps the counts in this process.
+    ``timeout`` bounds each Redis operation; it is loose on purpose, because
+    under load the event loop itself can lag by hundreds of milliseconds and a
+    tight bound would turn that lag into spurious fail-open; ``clock`` times the
+    pause after a storage failure. (The windows themselves are timed by
+    ``limits`` on the wall clock and cannot be injected.)
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class RateLimiter:
         per_ip: str,
         per_user: str,
         *,
+        health_per_ip: str | None = None,
         storage_url: str | None = None,
         timeout: float = 1.0,
         retry_interval: float = 5.0,
@@ -102,6 +107,7 @@ class RateLimiter:
         self._limits: dict[LimitScope, list[RateLimitItem]] = {
             LimitScope.IP: parse_many(per_ip),
             LimitScope.USER: parse_many(per_user),
+            LimitScope.HEALTH: parse_many(health_per_ip) if health_per_ip else [],
         }
         self._pool: BlockingConnectionPool | None = None
         self._storage = self._open_storage(storage_url, timeout)
@@ -112,9 +118,20 @@ class RateLimiter:
         self._skip_storage_until = 0.0
 
     @classmethod
-    def from_settings(cls, settings: SecuritySettings, redis_url: str | None = None) -> RateLimiter:
+    def from_settings(
+        cls,
+        settings: SecuritySettings,
+        redis_url: str | None = None,
+        *,
+        health_per_ip: str | None = None,
+    ) -> RateLimiter:
         """A limiter with the configured limits, shared through Redis when a URL is given."""
-        return cls(settings.rate_limit_per_ip, settings.rate_limit_per_user, storage_url=redis_url)
+        return cls(
+            settings.rate_limit_per_ip,
+            settings.rate_limit_per_user,
+            health_per_ip=health_per_ip,
+            storage_url=redis_url,
+        )
 
     def instrument(self, telemetry: TelemetryClient, clock: Clock) -> None:
         """Record the limiter's Redis commands as dependencies (nothing to do in memory)."""
@@ -159,10 +176,25 @@ class RateLimiter:
         made-up credentials (the IP budget still holds). Never raises for storage
         trouble: see "fail open" in the module docs.
         """
+        return await self._count(LimitScope.IP, client_ip, identity)
+
+    async def check_health(self, client_ip: str) -> RateLimitDecision:
+        """Count one request to a health endpoint against the health budget of ``client_ip``.
+
+        Probes (load balancers, Kubernetes, uptime monitors) poll on their own
+        schedule: they must not use up the budget of the API, nor be refused
+        because the API's budget is used up, so they have a budget of their own
+        and no per-identity one. Fails open like :meth:`check`.
+        """
+        if not self._limits[LimitScope.HEALTH]:
+            return ALLOWED
+        return await self._count(LimitScope.HEALTH, client_ip, None)
+
+    async def _count(self, scope: LimitScope, key: str, identity: str | None) -> RateLimitDecision:
         if self._skip_storage_until and self._clock.monotonic() < self._skip_storage_until:
             return ALLOWED
         try:
-            decision = await self._hit(LimitScope.IP, client_ip)
+            decision = await self._hit(scope, key)
             if decision.allowed and identity is not None:
                 decision = await self._hit(LimitScope.USER, identity)
         except Exception as exc:  # fail open on anything the storage throws

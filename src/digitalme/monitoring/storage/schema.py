@@ -147,3 +147,133 @@ rollups = Table(
     # every bucket of this resolution starting before done_until has been rolled up
     Column("done_until", Double, nullable=False),
 )
+
+# -- alerting (migration 0002) -------------------------------------------------
+# Alert history is kept: the retention job only deletes items and metric buckets.
+# Times are epoch seconds like the rest of the store; ids are UUID strings, but
+# deliveries have integer ids so that the outbox is read in creation order.
+
+alerts = Table(
+    "telemetry_alerts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("starts_at", Double, nullable=True),
+    Column("pending_since", Double, nullable=True),
+    Column("last_active_at", Double, nullable=True),
+    Column("resolved_at", Double, nullable=True),
+    Column("resolved_by", String(200), nullable=True),
+    Column("value", Double, nullable=True),
+    Column("threshold", Double, nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("affected_components", JSON, nullable=False),
+    Column("last_notified_at", Double, nullable=True),
+    Column("count", BigInteger, nullable=False),
+    Column("notified_channels", JSON, nullable=False),
+    Column("muted_until", Double, nullable=True),
+    Column("updated_at", Double, nullable=False),
+)
+# load_active: the pending and firing ones (and muted resolved ones)
+Index("ix_telemetry_alerts_state", alerts.c.state)
+Index("ix_telemetry_alerts_muted_until", alerts.c.muted_until)
+# history: newest first, optionally per rule or fingerprint
+Index("ix_telemetry_alerts_created_at", alerts.c.created_at)
+Index("ix_telemetry_alerts_rule_id_created_at", alerts.c.rule_id, alerts.c.created_at)
+Index("ix_telemetry_alerts_fingerprint_created_at", alerts.c.fingerprint, alerts.c.created_at)
+
+alert_events = Table(
+    "telemetry_alert_events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("alert_id", String(36), ForeignKey(alerts.c.id), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("starts_at", Double, nullable=False),
+    Column("value", Double, nullable=True),
+    Column("threshold", Double, nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("affected_components", JSON, nullable=False),
+    Column("resolved_by", String(200), nullable=True),
+    Column("count", BigInteger, nullable=False),
+)
+Index("ix_telemetry_alert_events_alert_id_at", alert_events.c.alert_id, alert_events.c.at)
+Index("ix_telemetry_alert_events_at", alert_events.c.at)
+
+silences = Table(
+    "telemetry_silences",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", Double, nullable=False),
+    Column("ends_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", Double, nullable=True),
+)
+Index("ix_telemetry_silences_ends_at", silences.c.ends_at)
+
+alert_rules = Table(
+    "telemetry_alert_rules",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("definition", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("updated_by", String(200), nullable=True),
+)
+
+deliveries = Table(
+    "telemetry_deliveries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), ForeignKey(alert_events.c.id), nullable=False),
+    Column("alert_id", String(36), nullable=False),
+    Column("channel", String(50), nullable=False),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("sent_at", Double, nullable=True),
+    Column("payload", JSON, nullable=False),
+)
+# the dispatcher's claim: due rows by status and time
+Index(
+    "ix_telemetry_deliveries_status_next_attempt_at",
+    deliveries.c.status,
+    deliveries.c.next_attempt_at,
+)
+Index("ix_telemetry_deliveries_alert_id", deliveries.c.alert_id)
+Index("ix_telemetry_deliveries_event_id", deliveries.c.event_id)
+
+delivery_attempts = Table(
+    "telemetry_delivery_attempts",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", _Id, ForeignKey(deliveries.c.id), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("latency_ms", Double, nullable=True),
+    Column("detail", Text, nullable=False),
+)
+Index(
+    "ix_telemetry_delivery_attempts_delivery_id_at",
+    delivery_attempts.c.delivery_id,
+    delivery_attempts.c.at,
+)

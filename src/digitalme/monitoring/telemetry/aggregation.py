@@ -181,3 +181,7 @@ class Aggregator:
 
     def series_names(self) -> list[str]:
         return sorted({key.name for key in self._buckets})
+
+    def live_buckets(self) -> Mapping[SeriesKey, Mapping[float, Bucket]]:
+        """Every series' live buckets by start, for the alert engine (read-only)."""
+        return self._buckets

@@ -135,7 +135,10 @@ async def test_refused_ingestion_raises_then_recovers(
 
 async def test_through_monitoring_pipeline(appinsights_receiver: AppInsightsReceiver) -> None:
     clock = FakeClock()
-    settings = load_settings(telemetry={"enable_adaptive_sampling": False})
+    settings = load_settings(
+        telemetry={"enable_adaptive_sampling": False},
+        health={"prober_enabled": False},  # its status events would join the envelopes
+    )
     sink = make_sink(appinsights_receiver)
     monitoring = Monitoring(settings, clock=clock, sinks=[sink], version="9.9.9", strict=True)
     await monitoring.start()

@@ -192,7 +192,10 @@ async def test_failure_after_traces_does_not_resend_them(
 
 async def test_through_monitoring_pipeline(otlp_receiver: OtlpReceiver) -> None:
     clock = FakeClock()
-    settings = load_settings(telemetry={"enable_adaptive_sampling": False})
+    settings = load_settings(
+        telemetry={"enable_adaptive_sampling": False},
+        health={"prober_enabled": False},  # its status events would join the exported logs
+    )
     sink = make_sink(otlp_receiver)
     monitoring = Monitoring(settings, clock=clock, sinks=[sink], version="9.9.9", strict=True)
     await monitoring.start()

@@ -1,0 +1,115 @@
+"""The engine inside Monitoring: built from settings, started and stopped with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digitalme.monitoring.alerts import (
+    AlertEngine,
+    AlertEvent,
+    AlertEventKind,
+    InMemoryAlertStore,
+    RuleFileError,
+    Severity,
+    SqlAlertStore,
+)
+from digitalme.monitoring.alerts.defaults import DEFAULT_RULE_IDS
+from digitalme.monitoring.alerts.model import AlertCategory
+from digitalme.monitoring.facade import Monitoring, severity_route
+from digitalme.monitoring.storage import TelemetryStore
+from digitalme.monitoring.testing import FakeClock
+from digitalme.settings import load_settings
+from polling import eventually
+
+DEADLINE = 10.0  # seconds; a bound for waiting, never a timing assertion
+
+
+def test_built_from_settings_with_the_defaults(tmp_path: Path) -> None:
+    monitoring = Monitoring(load_settings(server={"data_dir": str(tmp_path)}))
+    assert isinstance(monitoring.alerts, AlertEngine)
+    assert isinstance(monitoring.alerts.store, InMemoryAlertStore)
+    assert [rule.id for rule in monitoring.alerts.rules] == list(DEFAULT_RULE_IDS)
+    disabled = Monitoring(load_settings(alerting={"enabled": False}))
+    assert disabled.alerts is None
+
+
+async def test_uses_the_telemetry_store_when_there_is_one(tmp_path: Path) -> None:
+    store = TelemetryStore(f"sqlite+aiosqlite:///{tmp_path / 'telemetry.db'}")
+    try:
+        monitoring = Monitoring(load_settings(), store=store)
+        assert monitoring.alerts is not None
+        assert isinstance(monitoring.alerts.store, SqlAlertStore)
+    finally:
+        await store.close()
+
+
+def test_a_bad_rule_file_stops_construction(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - id: x\n    name: X\n    metric_name: m\n    operator: '>'\n")
+    with pytest.raises(RuleFileError, match=r"rules\[0\] \(id 'x'\): threshold: Field required"):
+        Monitoring(load_settings(alerting={"rule_files": [str(path)]}))
+
+
+async def test_started_and_stopped_with_monitoring(clock: FakeClock) -> None:
+    monitoring = Monitoring(load_settings(), clock=clock, strict=True)
+    engine = monitoring.alerts
+    assert engine is not None
+    await monitoring.start()
+    try:
+        assert engine.running
+        monitoring.client.track_security_event("SqlInjection", "x", client_ip="198.51.100.7")
+        await eventually(lambda: engine.active_alerts() != [], timeout=DEADLINE, what="an alert")
+        [alert] = engine.active_alerts()
+        assert alert.severity is Severity.CRITICAL
+        assert alert.category is AlertCategory.SECURITY
+        await eventually(lambda: engine.ticks > 0, timeout=DEADLINE, what="a tick")
+    finally:
+        await monitoring.stop()
+    assert not engine.running
+
+
+def test_the_default_route_follows_the_plan() -> None:
+    def event(severity: Severity, kind: AlertEventKind = AlertEventKind.FIRED) -> AlertEvent:
+        return AlertEvent(
+            alert_id="a",
+            rule_id="r",
+            fingerprint="f",
+            kind=kind,
+            at=FakeClock().now(),
+            severity=severity,
+            category=AlertCategory.ERROR,
+            title="t",
+            description="d",
+            starts_at=FakeClock().now(),
+        )
+
+    assert severity_route(event(Severity.CRITICAL), None, ()) == ["email", "slack", "sms"]
+    assert severity_route(event(Severity.HIGH), None, ()) == ["email", "slack"]
+    assert severity_route(event(Severity.MEDIUM), None, ()) == ["slack"]
+    assert severity_route(event(Severity.LOW), None, ()) == ["slack"]
+    resolved = event(Severity.CRITICAL, AlertEventKind.RESOLVED)
+    assert severity_route(resolved, None, ("email", "slack", "sms")) == ["slack"]
+
+
+def test_serve_stops_with_one_line_on_a_bad_rule_file(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {id: x, name: X, metric_name: m, operator: '>', threshold: 1,")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server: {{data_dir: {tmp_path}}}\nalerting: {{rule_files: [{rules}]}}\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALME")}
+    result = subprocess.run(
+        [sys.executable, "-m", "digitalme", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"digitalme: {rules}: invalid YAML at line 2: ")
