@@ -21,9 +21,11 @@ from digitalme.host.guard.middleware import SecurityGuardMiddleware
 from digitalme.host.guard.rate_limit import RateLimiter
 from digitalme.host.health import add_host_checks
 from digitalme.host.llm import ConversationModel, build_conversation_model
+from digitalme.host.models import User
 from digitalme.host.request_id import RequestIdMiddleware
 from digitalme.host.security_events import SecurityEvent, SecurityEvents
-from digitalme.host.state import HostServices
+from digitalme.host.state import HostServices, client_ip_of
+from digitalme.monitoring.access import Caller
 from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.monitoring.facade import Monitoring
 from digitalme.monitoring.health import HEALTH_PATHS
@@ -119,7 +121,23 @@ def create_app(
                 return False
         return principal.is_admin
 
-    app.router.routes[:0] = monitoring.routes(authorize_admin)
+    async def identify_admin(request: Request) -> Caller:
+        """Who calls the monitoring admin API: 401 and 403 as on the host's own admin routes."""
+        credentials = read_credentials(request)
+        if credentials.bearer is None and credentials.api_key is None:
+            return Caller.anonymous()
+        async with database.sessions() as session:
+            try:
+                principal = await auth.authenticate(session, credentials)
+            except ApiError:
+                return Caller.anonymous()
+            if not principal.is_admin:
+                auth.forbidden(principal, client_ip_of(request), request.url.path, "admin only")
+                return Caller.forbidden(f"user:{principal.user_id}")
+            user = await session.get(User, principal.user_id)
+        return Caller.admin(user.email if user is not None else f"user:{principal.user_id}")
+
+    app.router.routes[:0] = monitoring.routes(authorize_admin, identify=identify_admin)
 
     def identify(scope: Scope) -> str | None:
         headers = Headers(scope=scope)

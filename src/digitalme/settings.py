@@ -351,6 +351,27 @@ class MetricsEndpointSettings(Section):
         return value
 
 
+class DeliverySettings(Section):
+    """The dispatcher that sends the outbox (``notifications.delivery``)."""
+
+    poll_interval: float = Field(
+        default=0.25, gt=0, le=60, description="seconds between looks at the outbox"
+    )
+    max_attempts: int = Field(default=8, ge=1, le=100, description="attempts before dead")
+    backoff_base: float = Field(default=1.0, gt=0, le=3600, description="seconds")
+    backoff_max: float = Field(default=300.0, gt=0, le=86400, description="seconds")
+    claim_lease: float = Field(
+        default=60.0, gt=0, le=3600, description="seconds a claimed delivery is held"
+    )
+    batch_size: int = Field(default=100, ge=1, le=10_000, description="deliveries in flight")
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> Self:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must be at least backoff_base")
+        return self
+
+
 class NotificationSettings(Section):
     """Alert notification channels and the routing of alerts to them."""
 
@@ -359,6 +380,20 @@ class NotificationSettings(Section):
     sms: SmsSettings = SmsSettings()
     webhook: WebhookSettings = WebhookSettings()
     routing: RoutingSettings = RoutingSettings()
+    delivery: DeliverySettings = DeliverySettings()
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Self:
+        # A send still running when its claim expires could be claimed and sent twice.
+        lease = self.delivery.claim_lease
+        for name in ("email", "slack", "sms", "webhook"):
+            channel = getattr(self, name)
+            if channel.enabled and channel.timeout >= lease:
+                raise ValueError(
+                    f"notifications.delivery.claim_lease ({lease:g} s) must be longer than "
+                    f"notifications.{name}.timeout ({channel.timeout:g} s)"
+                )
+        return self
 
 
 class AuthSettings(Section):

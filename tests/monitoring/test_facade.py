@@ -64,7 +64,9 @@ def test_routes_serve_health_and_metrics(tmp_path: Path) -> None:
 
     monitoring = Monitoring(load_settings(server={"data_dir": str(tmp_path)}))
     paths = [getattr(route, "path", None) for route in monitoring.routes(nobody)]
-    assert paths == ["/health", "/health/ready", "/health/live", "/metrics"]
+    assert paths[:4] == ["/health", "/health/ready", "/health/live", "/metrics"]
+    assert "/api/alerts/{alert_id}/resolve" in paths
+    assert paths[-1] == "/api/notifications/test"
 
 
 async def test_start_runs_the_prober_and_stop_ends_it(tmp_path: Path) -> None:

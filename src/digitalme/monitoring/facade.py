@@ -11,20 +11,26 @@ import structlog
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from digitalme.monitoring.access import IdentifyCaller, from_authorize
 from digitalme.monitoring.alerts import (
     AlertEngine,
     AlertEvent,
-    AlertEventKind,
     AlertRule,
     AlertStore,
     InMemoryAlertStore,
     SqlAlertStore,
     load_rules,
 )
+from digitalme.monitoring.alerts.api import alert_routes
+from digitalme.monitoring.alerts.catalog import RuleCatalog
+from digitalme.monitoring.alerts.engine import Route as AlertRoute
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.monitoring.health.builtin import add_builtin_checks
 from digitalme.monitoring.health.service import HealthMonitor
+from digitalme.monitoring.notifiers import NotificationKind, Notifier, Router, build_notifiers
+from digitalme.monitoring.notifiers.api import notification_routes
+from digitalme.monitoring.notifiers.dispatcher import Dispatcher
 from digitalme.monitoring.storage import RetentionJob, TelemetryStore
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.buffer import ItemBuffer
@@ -48,25 +54,28 @@ from digitalme.settings import Settings
 
 log = structlog.get_logger("digitalme.monitoring")
 
-# The plan's routing by severity, until the notifiers' router replaces it.
-SEVERITY_CHANNELS: dict[str, tuple[str, ...]] = {
-    "Critical": ("email", "slack", "sms"),
-    "High": ("email", "slack"),
-    "Medium": ("slack",),
-    "Low": ("slack",),
-}
 
+def alert_route(router: Router) -> AlertRoute:
+    """The engine's ``route`` over the notifiers' :class:`Router`.
 
-def severity_route(
-    event: AlertEvent, rule: AlertRule | None, fired_channels: Sequence[str]
-) -> list[str]:
-    """A rule's own channels, else Critical -> email, Slack, SMS; High -> email, Slack;
-    Medium and Low -> Slack; resolved notices -> Slack."""
-    if rule is not None and rule.notification_channels is not None:
-        return list(rule.notification_channels)
-    if event.kind is AlertEventKind.RESOLVED:
-        return ["slack"]
-    return list(SEVERITY_CHANNELS.get(str(event.severity), ("slack",)))
+    The event's kind becomes the notification kind, the rule's
+    ``notification_channels`` (None for manual and security alerts) override the
+    routing, and ``fired_channels`` (where the alert's firing notice went) serve
+    ``resolved_to_firing_channels``.
+    """
+
+    def route(
+        event: AlertEvent, rule: AlertRule | None, fired_channels: Sequence[str]
+    ) -> list[str]:
+        rule_channels = None if rule is None else rule.notification_channels
+        return router.channels(
+            event.severity,
+            NotificationKind(str(event.kind)),
+            rule_channels,
+            fired_channels=fired_channels,
+        )
+
+    return route
 
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
@@ -121,11 +130,6 @@ class Monitoring:
                 redactor=self.redactor,
             ),
             redactor=self.redactor,
-            sampler=Sampler(
-                telemetry.sampling_percentage,
-                adaptive=telemetry.enable_adaptive_sampling,
-                target_per_second=telemetry.adaptive_target_items_per_second,
-            ),
             sinks=sinks,
             tick=telemetry.aggregation_tick,
             flush_interval=telemetry.flush_interval,
@@ -135,6 +139,11 @@ class Monitoring:
             clock=self.clock,
             buffer=self.buffer,
             registry=self.registry,
+            sampler=Sampler(
+                telemetry.sampling_percentage,
+                adaptive=telemetry.enable_adaptive_sampling,
+                target_per_second=telemetry.adaptive_target_items_per_second,
+            ),
             bus=self.bus,
             strict=strict,
         )
@@ -164,9 +173,32 @@ class Monitoring:
                 self.aggregator,
                 self.clock,
                 alert_store,
-                severity_route,
+                alert_route(Router.from_settings(settings.notifications)),
                 self.bus,
                 settings.alerting,
+                strict=strict,
+            )
+        self.strict = strict
+        self.rule_catalog: RuleCatalog | None = None
+        if self.alerts is not None:
+            self.rule_catalog = RuleCatalog(
+                self.alerts.rules,
+                self.alerts,
+                self.clock,
+                max_window=float(settings.telemetry.live_window_seconds),
+            )
+        # Delivery: one notifier per enabled channel, and the dispatcher of the outbox.
+        self.notifiers: dict[str, Notifier] = build_notifiers(
+            settings.notifications, clock=self.clock
+        )
+        self.dispatcher: Dispatcher | None = None
+        if self.alerts is not None:
+            self.dispatcher = Dispatcher(
+                self.alerts.store,
+                self.notifiers,
+                self.clock,
+                settings.notifications.delivery,
+                self.bus,
                 strict=strict,
             )
         self._running = False
@@ -218,9 +250,22 @@ class Monitoring:
                 self.collector, metrics.port, self.settings.server.host
             )
         self.health.start()
+        if self.rule_catalog is not None:
+            await self._load_saved_rules(self.rule_catalog)
         if self.alerts is not None:
             await self.alerts.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
         self._running = True
+
+    async def _load_saved_rules(self, catalog: RuleCatalog) -> None:
+        """Rules saved through the API join the file and default ones (best effort)."""
+        try:
+            await catalog.load()
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.warning("saved_alert_rules_unavailable", error=type(exc).__name__)
 
     async def stop(self) -> None:
         """Drain everything captured so far into the sinks, then stop."""
@@ -229,6 +274,10 @@ class Monitoring:
         await self.health.stop()
         if self.alerts is not None:
             await self.alerts.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        for notifier in self.notifiers.values():
+            await notifier.aclose()
         if self._stop_metrics_port is not None:
             self._stop_metrics_port()
             self._stop_metrics_port = None
@@ -239,18 +288,27 @@ class Monitoring:
         await self.pipeline.stop()
         self._running = False
 
-    def routes(self, authorize: Authorize) -> list[BaseRoute]:
-        """Routes to mount on the app: the health endpoints, and ``/metrics`` unless it is
-        disabled or on its own port.
+    def routes(
+        self, authorize: Authorize, *, identify: IdentifyCaller | None = None
+    ) -> list[BaseRoute]:
+        """Routes to mount on the app: the health endpoints, ``/metrics`` unless it is
+        disabled or on its own port, and the admin alert and notification API.
 
         ``authorize`` tells whether a request is an admin's: admins may read the
         metrics (as may a configured scrape token) and see health details.
+        ``identify`` tells the admin API who is asking (401, 403, or an admin's
+        name for ``resolved_by``); without it a refused ``authorize`` is a 401.
         """
         routes = self.health.routes(authorize)
         metrics = self.settings.metrics
         if metrics.enabled and metrics.port is None:
             endpoint = metrics_endpoint(self.collector, metrics, authorize)
             routes.append(Route("/metrics", endpoint, methods=["GET"], include_in_schema=False))
+        # The admin API: 401 / 403 need to know who is asking, not only whether it is an admin.
+        who = identify or from_authorize(authorize)
+        if self.alerts is not None and self.rule_catalog is not None:
+            routes += alert_routes(self.alerts, self.rule_catalog, who, strict=self.strict)
+        routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         return routes
 
     def middleware(self, app: ASGIApp) -> ASGIApp:

@@ -20,10 +20,12 @@ from digitalme.monitoring.alerts import (
 )
 from digitalme.monitoring.alerts.defaults import DEFAULT_RULE_IDS
 from digitalme.monitoring.alerts.model import AlertCategory
-from digitalme.monitoring.facade import Monitoring, severity_route
+from digitalme.monitoring.facade import Monitoring, alert_route
+from digitalme.monitoring.notifiers import Router
 from digitalme.monitoring.storage import TelemetryStore
 from digitalme.monitoring.testing import FakeClock
 from digitalme.settings import load_settings
+from monitoring.alerts.helpers import rule
 from polling import eventually
 
 DEADLINE = 10.0  # seconds; a bound for waiting, never a timing assertion
@@ -73,27 +75,74 @@ async def test_started_and_stopped_with_monitoring(clock: FakeClock) -> None:
     assert not engine.running
 
 
-def test_the_default_route_follows_the_plan() -> None:
-    def event(severity: Severity, kind: AlertEventKind = AlertEventKind.FIRED) -> AlertEvent:
-        return AlertEvent(
-            alert_id="a",
-            rule_id="r",
-            fingerprint="f",
-            kind=kind,
-            at=FakeClock().now(),
-            severity=severity,
-            category=AlertCategory.ERROR,
-            title="t",
-            description="d",
-            starts_at=FakeClock().now(),
-        )
+def _event(severity: Severity, kind: AlertEventKind = AlertEventKind.FIRED) -> AlertEvent:
+    return AlertEvent(
+        alert_id="a",
+        rule_id="r",
+        fingerprint="f",
+        kind=kind,
+        at=FakeClock().now(),
+        severity=severity,
+        category=AlertCategory.ERROR,
+        title="t",
+        description="d",
+        starts_at=FakeClock().now(),
+    )
 
-    assert severity_route(event(Severity.CRITICAL), None, ()) == ["email", "slack", "sms"]
-    assert severity_route(event(Severity.HIGH), None, ()) == ["email", "slack"]
-    assert severity_route(event(Severity.MEDIUM), None, ()) == ["slack"]
-    assert severity_route(event(Severity.LOW), None, ()) == ["slack"]
-    resolved = event(Severity.CRITICAL, AlertEventKind.RESOLVED)
-    assert severity_route(resolved, None, ("email", "slack", "sms")) == ["slack"]
+
+ALL_CHANNELS = {
+    "email": {
+        "enabled": True,
+        "critical_alert_recipients": ["oncall@example.com"],
+    },
+    "slack": {"enabled": True, "webhook_url": "https://hooks.example/services/T/B/x"},
+    "sms": {
+        "enabled": True,
+        "account_sid": "AC123",
+        "auth_token": "token",
+        "from_number": "+15550000000",
+        "recipients": ["+15551234567"],
+    },
+}
+
+
+def test_the_default_route_follows_the_plan() -> None:
+    route = alert_route(
+        Router.from_settings(load_settings(notifications=ALL_CHANNELS).notifications)
+    )
+    assert route(_event(Severity.CRITICAL), None, ()) == ["email", "slack", "sms"]
+    assert route(_event(Severity.HIGH), None, ()) == ["email", "slack"]
+    assert route(_event(Severity.MEDIUM), None, ()) == ["slack"]
+    assert route(_event(Severity.LOW), None, ()) == ["slack"]
+    assert route(_event(Severity.LOW, AlertEventKind.REPEATED), None, ()) == ["slack"]
+    resolved = _event(Severity.CRITICAL, AlertEventKind.RESOLVED)
+    assert route(resolved, None, ("email", "slack", "sms")) == ["slack"]
+
+
+def test_the_route_takes_the_rules_channels_and_the_routing_settings() -> None:
+    notifications = {**ALL_CHANNELS, "routing": {"resolved_to_firing_channels": True}}
+    route = alert_route(
+        Router.from_settings(load_settings(notifications=notifications).notifications)
+    )
+    resolved = _event(Severity.CRITICAL, AlertEventKind.RESOLVED)
+    assert route(resolved, None, ("email", "sms")) == ["email", "sms"]
+    own = rule(notification_channels=["email", "sms"], severity="High")
+    # SMS carries Critical alerts only, whatever the rule says
+    assert route(_event(Severity.HIGH), own, ()) == ["email"]
+    # channels that are not enabled are skipped
+    only_slack = load_settings(notifications={"slack": ALL_CHANNELS["slack"]})
+    route = alert_route(Router.from_settings(only_slack.notifications))
+    assert route(_event(Severity.CRITICAL), None, ()) == ["slack"]
+
+
+async def test_the_engine_routes_through_the_notification_settings(clock: FakeClock) -> None:
+    settings = load_settings(notifications={"slack": ALL_CHANNELS["slack"]})
+    monitoring = Monitoring(settings, clock=clock, strict=True)
+    engine = monitoring.alerts
+    assert engine is not None
+    alert = await engine.raise_alert("t", "d", Severity.CRITICAL, AlertCategory.ERROR)
+    assert isinstance(engine.store, InMemoryAlertStore)
+    assert [d.channel for d in await engine.store.deliveries(alert_id=alert.id)] == ["slack"]
 
 
 def test_serve_stops_with_one_line_on_a_bad_rule_file(tmp_path: Path) -> None:

@@ -148,6 +148,9 @@ async def test_counts_from_metrics_are_exact_even_when_items_are_sampled(
             "GET /x", monitoring.clock.time(), 0.01, 500 if n < 25 else 200, n >= 25
         )
         current_context.reset(token)
+    # The decision is made at capture: items sampled out never reach the buffer.
+    buffered = len(monitoring.buffer)
+    assert buffered + monitoring.client.sampler.sampled_out == 500
     await monitoring.pipeline.flush()
     now = monitoring.clock.time()
     windows = dict(
@@ -158,7 +161,7 @@ async def test_counts_from_metrics_are_exact_even_when_items_are_sampled(
     )
     assert windows == {"true": 475, "false": 25}
     stored = sink.of_kind(RequestItem)
-    assert 0 < len(stored) < 500
+    assert 0 < len(stored) == buffered < 500
     assert all(item.weight == 5.0 for item in stored)
 
 

@@ -938,3 +938,18 @@ def test_redacted_texts_are_remembered_within_a_bound() -> None:
         assert redactor.redact_text(f"token={n:08d}x") == "token=[REDACTED]"
     assert len(redactor._text_cache) <= 8192
     assert redactor.redact_text(statement) == first
+
+
+def test_a_bracket_opened_after_name_equals_does_not_swallow_later_lines() -> None:
+    # Found by the property above: the `[` of a password once ran to the `]` of a
+    # Bearer token two lines down and redacted everything in between.
+    text = (
+        "password=[00000\n"
+        ' payload={"id": 7, "password":"000000", "ok": true} \n'
+        " sent Bearer 00000] "
+    )
+    assert Redactor().redact_text(text) == (
+        "password=[REDACTED]\n"
+        ' payload={"id": 7, "password":"[REDACTED]", "ok": true} \n'
+        " sent Bearer [REDACTED] "
+    )

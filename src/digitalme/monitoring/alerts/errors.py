@@ -12,7 +12,9 @@ __all__ = [
     "AlertNotFound",
     "AlertStoreUnavailable",
     "FieldProblem",
+    "RuleConflict",
     "RuleFileError",
+    "RuleNotFound",
     "RuleValidationError",
     "SilenceNotFound",
 ]
@@ -79,6 +81,23 @@ class AlertNotFound(AlertError):
     def __init__(self, alert_id: str) -> None:
         self.alert_id = alert_id
         super().__init__(f"no alert {alert_id!r}")
+
+
+class RuleNotFound(AlertError):
+    """No rule has this id."""
+
+    def __init__(self, rule_id: str) -> None:
+        self.rule_id = rule_id
+        super().__init__(f"no rule {rule_id!r}")
+
+
+class RuleConflict(AlertError):
+    """A rule change that cannot be made as asked (``reason`` says why, for the API's 409)."""
+
+    def __init__(self, rule_id: str, reason: str) -> None:
+        self.rule_id = rule_id
+        self.reason = reason
+        super().__init__(f"rule {rule_id!r}: {reason}")
 
 
 class SilenceNotFound(AlertError):

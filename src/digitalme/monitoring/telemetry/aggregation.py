@@ -2,9 +2,10 @@
 
 The pipeline folds each series' pending values into the bucket that holds the
 fold time (so a value may land up to one aggregation tick late, at most 250 ms
-by default), and values derived from items (request and dependency durations)
-into the bucket of the item's own time. Buckets older than the live window are
-dropped from memory; the store keeps them.
+by default; request and dependency durations count when the call ends, as a
+Prometheus histogram observes them). :meth:`Aggregator.observe` folds a value
+at a given time (the pipeline's own counters, rule tests). Buckets older than
+the live window are dropped from memory; the store keeps them.
 """
 
 from __future__ import annotations
@@ -92,25 +93,18 @@ class Aggregator:
             pending = series.pending
             if not pending:
                 continue
-            bucket = self._bucket(series.key, start)
-            totals = self._totals(series.key)
+            # popleft, not a copy and clear: other threads may be appending meanwhile
             popleft = pending.popleft
-            while pending:
-                value = popleft()
-                bucket.add(value)
-                totals.add(value)
-                folded += 1
+            values = [popleft() for _ in range(len(pending))]
+            self._bucket(series.key, start).add_many(values)
+            self._totals(series.key).add_many(values)
+            folded += len(values)
         return folded
 
     def observe(self, key: SeriesKey, value: float, at: float) -> None:
         """Fold one value at its own time (for values derived from items)."""
         self._bucket(key, self.bucket_start(at)).add(value)
         self._totals(key).add(value)
-
-    def observe_many(self, key: SeriesKey, start: float, values: list[float]) -> None:
-        """Fold values into the bucket starting at ``start`` (see :meth:`bucket_start`)."""
-        self._bucket(key, start).add_many(values)
-        self._totals(key).add_many(values)
 
     def _totals(self, key: SeriesKey) -> Totals:
         totals = self.totals.get(key)

@@ -47,5 +47,6 @@ class ItemBuffer:
         for queue in reversed(self._queues):
             while queue and (limit is None or len(taken) < limit):
                 taken.append(queue.popleft())
-        self._size -= len(taken)
+        # Recounted, not decremented: submits from other threads may race on the counter.
+        self._size = sum(len(queue) for queue in self._queues)
         return taken

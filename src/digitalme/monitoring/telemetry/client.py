@@ -4,6 +4,12 @@ Every method is synchronous, never blocks and never raises into the caller: it
 captures raw values and the current request context, and appends to the bounded
 buffer (or, for metrics, to the series' pending values). Bad input is handled by
 rule and counted under ``telemetry.dropped`` with a reason.
+
+Request and dependency durations go to their series (``http.server.duration``,
+``dependency.duration``) for every call, before sampling, so their counts and
+percentiles are exact; then the sampling decision is made at once, and an item
+sampled out is never buffered. Most items of a busy service are sampled out:
+deciding here spares them the buffer, the pipeline and the garbage collector.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.telemetry.buffer import ItemBuffer
 from digitalme.monitoring.telemetry.context import current_context
 from digitalme.monitoring.telemetry.items import (
+    AnyItem,
     DependencyItem,
     EventItem,
     ExceptionItem,
@@ -26,10 +33,16 @@ from digitalme.monitoring.telemetry.items import (
     SecurityEventItem,
     Severity,
 )
+from digitalme.monitoring.telemetry.sampling import Sampler
 from digitalme.monitoring.telemetry.series import MetricSeries, RejectReason, SeriesRegistry
 
 log = structlog.get_logger("digitalme.telemetry")
 
+REQUEST_DURATION = "http.server.duration"  # ms
+REQUEST_DIMENSIONS = ("route", "status_code", "success")
+DEPENDENCY_DURATION = "dependency.duration"  # ms
+DEPENDENCY_DIMENSIONS = ("type", "target", "success")
+MAX_CACHED_KEYS = 10_000  # duration series looked up by raw key; past it, resolved per call
 CRITICAL_SECURITY_TOPIC = "security.critical"
 SECURITY_TOPIC = "security.event"
 MAX_STACK_CHARS = 8000
@@ -72,13 +85,16 @@ class TelemetryClient:
         clock: Clock,
         buffer: ItemBuffer,
         registry: SeriesRegistry,
+        sampler: Sampler | None = None,
         bus: EventBus | None = None,
         strict: bool = False,
     ) -> None:
         self._clock = clock
         self._buffer = buffer
         self._registry = registry
+        self.sampler = sampler or Sampler()
         self._raw = registry.raw
+        self._durations: dict[tuple[object, ...], MetricSeries] = {}
         self._bus = bus
         self.strict = strict  # tests: internal errors raise instead of being counted
         self.internal_errors = 0
@@ -118,6 +134,31 @@ class TelemetryClient:
             return None
         return resolved
 
+    def _duration(
+        self,
+        metric: str,
+        dimensions: tuple[str, str, str],
+        labels: tuple[object, object, bool],
+        value: float,
+    ) -> None:
+        """Append a duration to its series, looked up by the raw label values."""
+        if value - value != 0:  # NaN or infinite: the item keeps it, the series does not
+            return
+        raw = (metric, *labels)
+        series = self._durations.get(raw)
+        if series is None:
+            series = self._resolve(metric, dict(zip(dimensions, labels, strict=True)))
+            if series is None:
+                return
+            if len(self._durations) < MAX_CACHED_KEYS:
+                self._durations[raw] = series
+        series.pending.append(value)
+
+    def _submit(self, item: AnyItem) -> None:
+        """Buffer the item unless sampling drops it (the decision also sets its weight)."""
+        if self.sampler.keep(item, self._clock.time()):
+            self._buffer.submit(item)
+
     # -- items -------------------------------------------------------------------
 
     def track_request(
@@ -131,15 +172,26 @@ class TelemetryClient:
     ) -> None:
         """A served request, named by its route template."""
         try:
+            duration_ms = _ms(duration)
+            status_code = int(response_code)
+            ok = bool(success)
+            self._duration(
+                REQUEST_DURATION, REQUEST_DIMENSIONS, (name, status_code, ok), duration_ms
+            )
+            context = current_context.get()
+            weight = self.sampler.weight(context, self._clock.time())
+            if not weight:
+                return  # the common case under load: nothing more to build
             self._buffer.submit(
                 RequestItem(
                     time=_epoch(start_time),
-                    context=current_context.get(),
+                    context=context,
                     properties=dict(properties or {}),
+                    weight=weight,
                     name=name,
-                    duration_ms=_ms(duration),
-                    status_code=int(response_code),
-                    success=bool(success),
+                    duration_ms=duration_ms,
+                    status_code=status_code,
+                    success=ok,
                 )
             )
         except Exception:
@@ -160,17 +212,30 @@ class TelemetryClient:
     ) -> None:
         """An outgoing call (HTTP, SQL, Redis); ``data`` is redacted off the path."""
         try:
+            duration_ms = _ms(duration)
+            ok = bool(success)
+            self._duration(
+                DEPENDENCY_DURATION,
+                DEPENDENCY_DIMENSIONS,
+                (dependency_type, target, ok),
+                duration_ms,
+            )
+            context = current_context.get()
+            weight = self.sampler.weight(context, self._clock.time())
+            if not weight:
+                return
             self._buffer.submit(
                 DependencyItem(
                     time=_epoch(start_time),
-                    context=current_context.get(),
+                    context=context,
                     properties=dict(properties or {}),
+                    weight=weight,
                     type=dependency_type,
                     target=target,
                     name=name,
                     data=str(data),
-                    duration_ms=_ms(duration),
-                    success=bool(success),
+                    duration_ms=duration_ms,
+                    success=ok,
                     result_code=str(result_code),
                 )
             )
@@ -212,7 +277,7 @@ class TelemetryClient:
             if not isinstance(name, str) or not name.strip():
                 self._buffer.dropped[f"rejected:{RejectReason.EMPTY_NAME}"] += 1
                 return
-            self._buffer.submit(
+            self._submit(
                 EventItem(
                     time=self._clock.time(),
                     context=current_context.get(),

@@ -1,8 +1,11 @@
-"""The off-path pipeline: drain -> enrich -> redact -> aggregate -> sample -> sinks.
+"""The off-path pipeline: drain -> enrich -> redact -> aggregate -> sinks.
 
-One asyncio task ticks every ``aggregation_tick`` (250 ms by default): it folds
-metric values into the live aggregates (so alerting and the live view lag by at
-most one tick), processes the captured items, and hands batches to one
+Items arrive sampled: the client records request and dependency durations in
+their series and makes the sampling decision at capture (see
+:mod:`~digitalme.monitoring.telemetry.client`). One asyncio task ticks every
+``aggregation_tick`` (250 ms by default): it folds metric values into the live
+aggregates (so alerting and the live view lag by at most one tick), enriches
+and redacts the captured items, and hands batches to one
 :class:`SinkWorker` per sink, items every ``flush_interval`` and changed metric
 buckets at least every second. Shutdown processes and writes everything left.
 """
@@ -26,23 +29,18 @@ from digitalme.monitoring.telemetry.items import (
     DependencyItem,
     EventItem,
     ExceptionItem,
-    RequestItem,
     SecurityEventItem,
 )
 from digitalme.monitoring.telemetry.redaction import Redactor
-from digitalme.monitoring.telemetry.sampling import Sampler
 from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sink_worker import SinkWorker
 from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch, TelemetrySink
 
 log = structlog.get_logger("digitalme.telemetry")
 
-REQUEST_DURATION = "http.server.duration"
-DEPENDENCY_DURATION = "dependency.duration"
 DROPPED = "telemetry.dropped"
 PROCESSED = "telemetry.items"
 MAX_BUCKET_LAG = 1.0
-MAX_CACHED_KEYS = 10_000
 
 
 class TelemetryPipeline:
@@ -57,7 +55,6 @@ class TelemetryPipeline:
         aggregator: Aggregator,
         enricher: Enricher,
         redactor: Redactor,
-        sampler: Sampler,
         sinks: Sequence[TelemetrySink] = (),
         tick: float = 0.25,
         flush_interval: float = 1.0,
@@ -69,13 +66,11 @@ class TelemetryPipeline:
         self.aggregator = aggregator
         self.enricher = enricher
         self.redactor = redactor
-        self.sampler = sampler
         self.tick = tick
         self.flush_interval = flush_interval
         self.instance = instance
         self.workers = [SinkWorker(sink, max_pending_items=buffer.capacity) for sink in sinks]
         self._outgoing: list[AnyItem] = []
-        self._keys: dict[tuple[object, ...], SeriesKey] = {}
         self._last_items_flush = -float("inf")
         self._last_buckets_flush = -float("inf")
         self._reported_drops: Counter[str] = Counter()
@@ -120,17 +115,10 @@ class TelemetryPipeline:
     def process(self, *, force: bool = False) -> None:
         """Run one tick now (the loop calls it; tests call it with a fake clock)."""
         now = self.clock.time()
-        items = self.buffer.drain()
-        observed: dict[tuple[SeriesKey, float], list[float]] = {}
+        items = self.buffer.drain()  # sampled at capture: every item here is kept
         for item in items:
-            # Metrics come from every item, before sampling, so their counts are exact;
-            # enrichment and redaction, the costly part, only for the items kept.
-            self._observe(item, observed)
-            if self.sampler.keep(item, now):
-                self._prepare(item)
-                self._outgoing.append(item)
-        for (key, start), values in observed.items():
-            self.aggregator.observe_many(key, start, values)
+            self._prepare(item)
+        self._outgoing.extend(items)
         self.aggregator.fold_pending(now)
         self._record_self_metrics(now, len(items))
         self.aggregator.prune(now)
@@ -149,54 +137,6 @@ class TelemetryPipeline:
         self._last_buckets_flush = now
         for worker in self.workers:
             worker.offer(batch if len(self.workers) == 1 else _copy(batch))
-
-    def _observe(self, item: AnyItem, observed: dict[tuple[SeriesKey, float], list[float]]) -> None:
-        """Collect request and dependency durations by series and bucket, to fold in bulk."""
-        if isinstance(item, RequestItem):
-            raw: tuple[object, ...] = (item.name, item.status_code, item.success)
-            key = self._keys.get(raw)
-            if key is None:
-                key = self._key(
-                    raw,
-                    SeriesKey(
-                        REQUEST_DURATION,
-                        (
-                            ("route", item.name),
-                            ("status_code", str(item.status_code)),
-                            ("success", "true" if item.success else "false"),
-                        ),
-                    ),
-                )
-        elif isinstance(item, DependencyItem):
-            raw = (item.type, item.target, item.success)
-            key = self._keys.get(raw)
-            if key is None:
-                key = self._key(
-                    raw,
-                    SeriesKey(
-                        DEPENDENCY_DURATION,
-                        (
-                            ("success", "true" if item.success else "false"),
-                            ("target", item.target),
-                            ("type", item.type),
-                        ),
-                    ),
-                )
-        else:
-            return
-        at = item.time
-        slot = (key, at - at % self.aggregator.resolution)
-        values = observed.get(slot)
-        if values is None:
-            observed[slot] = [item.duration_ms]
-        else:
-            values.append(item.duration_ms)
-
-    def _key(self, raw: tuple[object, ...], key: SeriesKey) -> SeriesKey:
-        # Bounded: past the cap, keys are built per item (slower, never larger).
-        if len(self._keys) < MAX_CACHED_KEYS:
-            self._keys[raw] = key
-        return key
 
     def _prepare(self, item: AnyItem) -> None:
         """Enrich and redact an item that is about to leave for the sinks."""

@@ -20,8 +20,10 @@ Percentages are always 100/N, so weights are whole numbers.
 from __future__ import annotations
 
 import math
+import random
 import zlib
 
+from digitalme.monitoring.telemetry.context import TelemetryContext
 from digitalme.monitoring.telemetry.items import AnyItem, Priority
 
 MIN_PERCENTAGE = 0.1
@@ -66,18 +68,31 @@ class Sampler:
         """True to keep ``item`` (its weight is set); also feeds the adaptive rate."""
         if item.priority is Priority.HIGH:
             return True
+        weight = self.weight(item.context, seen_at)
+        if weight:
+            item.weight = weight
+            return True
+        return False
+
+    def weight(self, context: TelemetryContext | None, seen_at: float) -> float:
+        """The weight of a sampleable item of ``context``'s operation, 0.0 when it is dropped.
+
+        Callers that have not built the item yet ask this first, and build it only
+        when it is kept. Without a context there is no operation to agree with:
+        the item is kept at random.
+        """
         self._seen += 1
         if self.adaptive:
             self._evaluate(seen_at)
-        if self.percentage >= 100.0:
-            item.weight = 1.0
-            return True
-        operation = item.operation_id or f"{id(item)}:{item.time}"
-        if score(operation) < self.percentage:
-            item.weight = 100.0 / self.percentage
-            return True
+        percentage = self.percentage
+        if percentage >= 100.0:
+            return 1.0
+        # a sampling position, not a secret: the Mersenne Twister is what we want here
+        position = score(context.trace_id) if context is not None else random.random() * 100  # noqa: S311
+        if position < percentage:
+            return 100.0 / percentage
         self.sampled_out += 1
-        return False
+        return 0.0
 
     def _evaluate(self, now: float) -> None:
         if self._window_start is None:

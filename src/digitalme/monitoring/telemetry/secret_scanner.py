@@ -28,7 +28,8 @@ decides which passes run and how deep.
 How far an unquoted value goes: up to whitespace or a quote character, a
 ``&`` that starts another ``name=`` pair, or a ``;`` / ``,`` followed by
 whitespace. A quoted value goes to its closing quote (backslash escapes
-respected); a value that opens a bracket goes to the matching bracket. An
+respected); a value that opens a bracket goes to the matching bracket (in
+``name=value`` text, on the same line). An
 auth scheme word (``Basic``, ``Bearer``, ...) after ``name:`` takes the rest
 of the line. A Bearer token ends at whitespace, a quote or ``&``. When a
 value's end cannot be found (unterminated quote or bracket) more is
@@ -261,8 +262,8 @@ def _value_extent(
         if name_quote is not None:  # to the matching bracket, or to the end
             end = _bracket_end(text, start, n) or n
             return end, f"{name_quote}{REDACTED}{name_quote}", scan_brackets
-        if scan_brackets:
-            closed = _bracket_end(text, start, n)
+        if scan_brackets:  # `name=[...]` text: within the line, like a quoted value
+            closed = _bracket_end(text, start, _line_end(text, start, n))
             if closed is not None:
                 return _bare_value_end(text, closed, n), REDACTED, True
             scan_brackets = False
