@@ -355,7 +355,7 @@ class DeliverySettings(Section):
     """The dispatcher that sends the outbox (``notifications.delivery``)."""
 
     poll_interval: float = Field(
-        default=0.25, gt=0, le=60, description="seconds between looks at the outbox"
+        default=5.0, gt=0, le=60, description="seconds between looks at the outbox"
     )
     max_attempts: int = Field(default=8, ge=1, le=100, description="attempts before dead")
     backoff_base: float = Field(default=1.0, gt=0, le=3600, description="seconds")

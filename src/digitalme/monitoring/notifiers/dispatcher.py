@@ -5,9 +5,10 @@ transaction as the alert's state change, and publishes the event on the bus
 topic ``alert.event`` after the commit. The dispatcher
 
 * wakes at once on that topic (a critical security alert reaches Slack in a few
-  milliseconds), and also every ``notifications.delivery.poll_interval``
-  (retries that have come due, deliveries written by another instance, claims
-  left behind by a process that died);
+  milliseconds), when a retry it scheduled comes due, and also every
+  ``notifications.delivery.poll_interval`` (deliveries written by another
+  instance, claims left behind by a process that died: each look is a store
+  transaction, so it is not frequent);
 * claims due deliveries (:meth:`~..alerts.store.AlertStore.claim_due_deliveries`):
   each is held for ``claim_lease`` seconds, so a crash mid-send is retried once
   the lease has run out, after a restart or by another instance;
@@ -153,6 +154,7 @@ class Dispatcher:
         self._chains: dict[ChainKey, deque[Delivery]] = {}
         self._chain_tasks: dict[ChainKey, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()  # wake-ups for retries we scheduled
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -193,6 +195,9 @@ class Dispatcher:
 
         A send cut short stays claimed and is sent again once its lease has run out.
         """
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         for task in (self._task, self._listener):
             if task is not None:
                 task.cancel()
@@ -222,6 +227,18 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look at the outbox now (the bus does this on every alert event)."""
+        self._wake.set()
+
+    def _wake_at(self, when: datetime) -> None:
+        """Look at the outbox again when a retry this dispatcher scheduled comes due,
+        instead of polling for it often."""
+        delay = max((when - self.clock.now()).total_seconds(), 0.0)
+        timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+        self._timers.add(timer)
+
+    def _timer_fired(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._timers = {timer for timer in self._timers if timer.when() > now}
         self._wake.set()
 
     async def _listen(self, subscription: Subscription) -> None:
@@ -323,6 +340,7 @@ class Dispatcher:
                 when,
                 f"waiting for delivery {blocker.id} (an earlier notice of this alert)",
             )
+            self._wake_at(when)
             return
         notifier = self.notifiers.get(delivery.channel)
         if notifier is None:
@@ -396,6 +414,7 @@ class Dispatcher:
             )
         )
         await self.store.mark_retry(delivery.id, at + timedelta(seconds=delay), reason)
+        self._wake_at(at + timedelta(seconds=delay))
         self.retried += 1
         if attempt == 1:  # later ones are in the delivery's attempts
             log.info(
