@@ -28,9 +28,10 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from loopback import LoopbackHttp, LoopbackServer
 
 __all__ = ["ERROR_TYPES", "FakeAnthropic", "RecordedRequest"]
 
@@ -71,16 +72,8 @@ class _Mode:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Server(ThreadingHTTPServer):
-    # Handler threads are joined by server_close(), so nothing outlives a test.
-    daemon_threads = False
-    block_on_close = True
-
-    fake: FakeAnthropic
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: LoopbackServer
     # HTTP/1.0: one request per connection, so no handler thread idles on a
     # kept-alive socket and server_close() never waits for a client to hang up.
     protocol_version = "HTTP/1.0"
@@ -89,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: pytest captures stderr, and request logs are noise there."""
 
     def do_POST(self) -> None:
-        fake = self.server.fake
+        fake: FakeAnthropic = self.server.owner
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -111,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "invalid x-api-key")
             return
         mode = fake._mode_now()
-        if mode.kind == "slow" and fake._stopping.wait(mode.delay):
+        if mode.kind == "slow" and fake.stopping.wait(mode.delay):
             return  # the server is shutting down: drop the request
         if mode.kind == "fail":
             self._error(mode.status, UPSTREAM_SECRET_DETAIL, mode.headers)
@@ -141,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         return token.strip() if scheme.lower() == "bearer" else None
 
     def do_GET(self) -> None:
-        fake = self.server.fake
+        fake: FakeAnthropic = self.server.owner
         fake._record(
             RecordedRequest(
                 method="GET",
@@ -158,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "invalid x-api-key")
             return
         mode = fake._mode_now()
-        if mode.kind == "slow" and fake._stopping.wait(mode.delay):
+        if mode.kind == "slow" and fake.stopping.wait(mode.delay):
             return
         if mode.kind == "fail":
             self._error(mode.status, UPSTREAM_SECRET_DETAIL, mode.headers)
@@ -208,63 +201,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackHttp):
     """An Anthropic-compatible Messages endpoint on ``127.0.0.1:<free port>``."""
 
+    handler = _Handler
+    thread_name = "fake-anthropic"
+
     def __init__(self, api_key: str = "sk-ant-test-fake-key") -> None:
+        super().__init__()
         self.api_key = api_key
         self._lock = threading.Lock()
         self._mode = _Mode()
         self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
         self.model_lifecycle = "active"
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle --------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind a free loopback port and serve in a background thread."""
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-anthropic"
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Wake held requests, stop serving, close the socket and join every thread."""
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """The URL to give the SDK as ``base_url``."""
-        if self._server is None:
-            raise RuntimeError("FakeAnthropic is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
     # -- behaviour ----------------------------------------------------------
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -40,6 +40,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from loopback import LoopbackHttp, LoopbackServer
 from servers import find_free_port
 
 __all__ = [
@@ -102,15 +103,8 @@ class Reply:
 Responder = Callable[[ReceivedRequest], Reply]
 
 
-class _HttpServer(ThreadingHTTPServer):
-    # Handler threads are joined by server_close(), so nothing outlives a test.
-    daemon_threads = False
-    block_on_close = True
-    receiver: HttpReceiver
-
-
 class _HttpHandler(BaseHTTPRequestHandler):
-    server: _HttpServer
+    server: LoopbackServer
     # HTTP/1.0: one request per connection, so no handler thread idles on a
     # kept-alive socket and server_close() never waits for a client to hang up.
     protocol_version = "HTTP/1.0"
@@ -126,9 +120,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
             headers={key.lower(): value for key, value in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
         )
-        receiver = self.server.receiver
+        receiver: HttpReceiver = self.server.owner
         reply = receiver._reply_for(request)
-        if reply.delay and receiver._stopping.wait(reply.delay):
+        if reply.delay and receiver.stopping.wait(reply.delay):
             return  # shutting down: drop the request unanswered
         try:
             try:
@@ -147,55 +141,21 @@ class _HttpHandler(BaseHTTPRequestHandler):
     do_POST = do_GET = do_PUT = _handle
 
 
-class HttpReceiver:
+class HttpReceiver(LoopbackHttp):
     """An HTTP server on ``127.0.0.1:<free port>`` that records and answers as told."""
 
+    handler = _HttpHandler
+    thread_name = "http-receiver"
+
     def __init__(self, responder: Responder | None = None) -> None:
+        super().__init__()
         self.responder: Responder = responder or (lambda request: Reply())
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._requests: list[ReceivedRequest] = []
-        self._stopping = threading.Event()
-        self._server: _HttpServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Self:
-        server = _HttpServer(("127.0.0.1", 0), _HttpHandler)
-        server.receiver = self
-        self._server = server
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="http-receiver"
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release held requests, stop serving and join every thread."""
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def url(self, path: str = "/") -> str:
-        if self._server is None:
-            raise RuntimeError("HttpReceiver is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def script(self, reply: Reply, times: int = 1) -> None:
         """Answer the next ``times`` requests with ``reply`` (after earlier scripted ones)."""
