@@ -40,6 +40,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_request_overhead.py
 	$(BIN)/python benchmarks/bench_pipeline_throughput.py --seconds 300
 	$(BIN)/python benchmarks/bench_health.py
+	$(BIN)/python benchmarks/bench_alert_engine.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
