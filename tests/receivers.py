@@ -316,7 +316,9 @@ class SmtpReceiver:
     With ``credentials`` AUTH LOGIN/PLAIN is required, and only offered over TLS.
     ``refused_recipients`` maps an address to the reply refusing it
     (``"550 5.1.1 no such user"``); ``data_reply``, when set, answers DATA
-    instead of accepting the message (``"451 4.3.0 try later"``).
+    instead of accepting the message (``"451 4.3.0 try later"``). ``port`` picks
+    the port (a free one by default), so a test can start a server where a client
+    has been failing to connect.
     """
 
     def __init__(
@@ -325,6 +327,7 @@ class SmtpReceiver:
         security: Literal["none", "starttls", "tls"] = "none",
         certificates: TestCertificates | None = None,
         credentials: tuple[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         if security != "none" and certificates is None:
             raise ValueError(f"security={security!r} needs certificates")
@@ -336,10 +339,11 @@ class SmtpReceiver:
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
         self._controller: Controller | None = None
+        self._port = port
         self.port = 0
 
     def start(self) -> Self:
-        self.port = find_free_port()
+        self.port = self._port or find_free_port()
         options: dict[str, Any] = {}
         if self._certificates is not None and self.security == "tls":
             options["ssl_context"] = self._certificates.server_context()

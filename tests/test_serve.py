@@ -3,66 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from servers import find_free_port
+from serve_process import ServeProcess
 
 ADMIN_PASSWORD = "a long admin password"
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = find_free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALME")}
-    environment["DIGITALME_ADMIN_PASSWORD"] = ADMIN_PASSWORD
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitalme", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/api/personality", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "server exited early"
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start within 30 s")
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+def served(tmp_path: Path) -> Iterator[ServeProcess]:
+    with ServeProcess(tmp_path, {"DIGITALME_ADMIN_PASSWORD": ADMIN_PASSWORD}) as server:
+        yield server
 
 
 def test_serve_creates_the_admin_and_serves_the_plans_flow(
-    served: tuple[str, subprocess.Popen[str]], tmp_path: Path
+    served: ServeProcess, tmp_path: Path
 ) -> None:
-    base, process = served
-    with httpx.Client(base_url=base, timeout=5) as http:
+    with httpx.Client(base_url=served.base_url, timeout=5) as http:
         login = http.post(
             "/api/auth/login", json={"email": "admin@localhost", "password": ADMIN_PASSWORD}
         )
@@ -79,10 +42,10 @@ def test_serve_creates_the_admin_and_serves_the_plans_flow(
         refused = http.post("/api/personality", json={"name": "<script>alert(1)</script>"})
         assert refused.status_code == 400
 
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=15)
+    output = served.stop()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
-    assert process.returncode in (0, -signal.SIGTERM)
+    assert served.process is not None
+    assert served.process.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete." in output
     assert (tmp_path / "var" / "digitalme.db").is_file()
     assert (tmp_path / "var" / "jwt-secret").stat().st_mode & 0o077 == 0
