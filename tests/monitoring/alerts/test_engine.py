@@ -18,6 +18,8 @@ from digitalme.monitoring.alerts import (
 )
 from digitalme.monitoring.alerts.rules import AlertRule
 from digitalme.monitoring.bus import EventBus
+from digitalme.monitoring.telemetry.aggregation import Aggregator
+from digitalme.monitoring.telemetry.sinks import SeriesKey
 from digitalme.monitoring.testing import FakeClock
 from digitalme.settings import AlertingSettings
 from monitoring.alerts.helpers import EngineFactory, Feed, Routes, kinds, rule
@@ -45,6 +47,17 @@ async def test_breach_fires_at_once_without_min_duration(
     assert list(memory_store.events.values()) == events
     # and nothing more while it keeps breaching
     assert await engine.evaluate() == []
+
+
+async def test_a_value_recorded_since_the_pipelines_last_fold_counts_on_the_next_tick(
+    make_engine: EngineFactory, aggregator: Aggregator
+) -> None:
+    """The engine folds pending values itself: it does not wait for the pipeline's tick."""
+    engine = make_engine(rule())
+    aggregator.registry.series(SeriesKey("m")).pending.append(50.0)  # as the client records
+
+    assert kinds(await engine.evaluate()) == ["fired"]
+    assert not aggregator.registry.series(SeriesKey("m")).pending
 
 
 async def test_min_duration_holds_the_alert_pending_then_fires(

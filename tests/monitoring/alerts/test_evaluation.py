@@ -235,7 +235,7 @@ def test_the_cached_reader_agrees_with_a_fresh_one_tick_after_tick(
             late = generator.random() < 0.2
             at = clock.time() - (generator.uniform(0, 25) if late else 0)
             feed("m", generator.lognormvariate(4, 1), labels={"route": route}, at=at)
-        source = LiveSource(aggregator.live_buckets(), 10)
+        source = LiveSource(aggregator.live_buckets(), 10, aggregator.totals)
         cached.begin(source, clock.time())
         fresh = WindowReader()
         fresh.begin(source, clock.time())

@@ -145,6 +145,12 @@ class AlertEngine:
         self._dirty: dict[str, Alert] = {}  # alert id -> alert changed without an event
         self._silences: dict[str, Silence] = {}
         self._reader = WindowReader()
+        self._source = LiveSource(
+            aggregator.live_buckets(),
+            aggregator.resolution,
+            aggregator.totals,
+            lambda: aggregator.series_generation,
+        )
         self._fingerprints: dict[tuple[str, tuple[str, ...]], str] = {}
         self._quiet: dict[str, dict[tuple[str, ...], tuple[object, ...]]] = {}
         self._queue = AlertChanges()
@@ -248,12 +254,15 @@ class AlertEngine:
     async def _run(self) -> None:
         tick = self.settings.tick
         delay = tick
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 if not self._restored:
                     await self.restore()
                 await self.evaluate()
-                delay = tick
+                # Ticks start every ``tick`` seconds, however long evaluating took.
+                delay = max(0.0, tick - (loop.time() - started))
                 if self._failing:
                     self._failing = False
                     log.info("alert_engine_recovered", errors=self.loop_errors)
@@ -288,9 +297,11 @@ class AlertEngine:
         moment = self.clock.time() if now is None else now
         at = datetime.fromtimestamp(moment, UTC)
         changes = AlertChanges()
-        self._reader.begin(
-            LiveSource(self.aggregator.live_buckets(), self.aggregator.resolution), moment
-        )
+        # Values recorded since the pipeline's last fold count now, not one
+        # aggregation tick later: the breach is seen on the first engine tick after it.
+        self.aggregator.fold_pending(moment)
+        self._source.refresh()
+        self._reader.begin(self._source, moment)
         for rule in self._rules.values():
             if not rule.enabled:
                 continue
@@ -330,11 +341,24 @@ class AlertEngine:
 
         samples = evaluate_rule(rule, self._reader, skip)
         instances = self._instances.get(rule.id, {})
+        muted = self._muted
+        alerting_without_data = rule.no_data is NoDataMode.ALERTING
         seen: set[str] = set()
         for sample in samples:
             fingerprint = self._fingerprint(rule.id, sample.group, sample.labels)
             seen.add(fingerprint)
-            enough = sample.value is not None and sample.points >= rule.min_data_points
+            value = sample.value
+            enough = value is not None and sample.points >= rule.min_data_points
+            if fingerprint not in instances and fingerprint not in muted:
+                # The common case, kept short: no alert, and nothing to start one.
+                starts = (
+                    rule.breaches(value)
+                    if value is not None and sample.points >= rule.min_data_points
+                    else alerting_without_data
+                )
+                if not starts:
+                    still_quiet[sample.group] = sample.token
+                    continue
             if not enough:
                 self._no_data(rule, fingerprint, sample.labels, at, changes)
             else:

@@ -34,6 +34,7 @@ from typing import Protocol
 from digitalme.monitoring.alerts.bins import Bins
 from digitalme.monitoring.alerts.matchers import Matcher, matches_all
 from digitalme.monitoring.alerts.rules import Aggregation, AlertRule
+from digitalme.monitoring.telemetry.aggregation import Totals
 from digitalme.monitoring.telemetry.sinks import SeriesKey
 from digitalme.monitoring.telemetry.sketch import Bucket
 
@@ -141,22 +142,58 @@ class BucketSource(Protocol):
         """``(series identity, dimensions, buckets by start)`` of every series of ``name``."""
         ...
 
+    def written(self, identity: object) -> int | None:
+        """How many values the series was ever given (None: not known).
+
+        It only grows, so an unchanged figure means unchanged buckets: the reader
+        then trusts its cached closed part without reading the buckets' counts.
+        """
+        ...
+
 
 class LiveSource:
-    """The live aggregator's buckets, indexed by metric name once per tick."""
+    """The live aggregator's buckets, indexed by metric name.
+
+    With ``generation`` (the aggregator's ``series_generation``) the index is
+    rebuilt by :meth:`refresh` only when series came or went; with ``totals``
+    (the aggregator's cumulative totals) :meth:`written` is known.
+    """
 
     def __init__(
-        self, buckets: Mapping[SeriesKey, Mapping[float, Bucket]], resolution: int
+        self,
+        buckets: Mapping[SeriesKey, Mapping[float, Bucket]],
+        resolution: int,
+        totals: Mapping[SeriesKey, Totals] | None = None,
+        generation: Callable[[], int] | None = None,
     ) -> None:
         self.resolution = resolution
+        self._buckets = buckets
+        self._totals = totals
+        self._generation = generation
+        self._indexed_at: int | None = None
         self._index: dict[str, list[tuple[object, Mapping[str, str], Mapping[float, Bucket]]]] = {}
-        for key, by_start in buckets.items():
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-index when series came or went (every call without ``generation``)."""
+        generation = None if self._generation is None else self._generation()
+        if generation is not None and generation == self._indexed_at:
+            return
+        self._indexed_at = generation
+        self._index = {}
+        for key, by_start in self._buckets.items():
             self._index.setdefault(key.name, []).append((key, dict(key.dimensions), by_start))
 
     def series(
         self, name: str
     ) -> Sequence[tuple[object, Mapping[str, str], Mapping[float, Bucket]]]:
         return self._index.get(name, ())
+
+    def written(self, identity: object) -> int | None:
+        if self._totals is None or not isinstance(identity, SeriesKey):
+            return None
+        totals = self._totals.get(identity)
+        return None if totals is None else totals.count
 
 
 @dataclass(slots=True)
@@ -173,6 +210,9 @@ class StaticSource:
     ) -> Sequence[tuple[object, Mapping[str, str], Mapping[float, Bucket]]]:
         return self.by_name.get(name, ())
 
+    def written(self, identity: object) -> int | None:
+        return None
+
 
 @dataclass(slots=True)
 class _Closed:
@@ -180,7 +220,8 @@ class _Closed:
 
     ``counts`` are the value counts of the buckets (newest first) when they were
     read: counts only grow, so equal counts mean unchanged buckets. ``version`` is
-    their sum.
+    their sum. ``written``: the source's :meth:`~BucketSource.written` figure
+    less the newest bucket's count when they were read (None: not known).
     """
 
     last: float
@@ -189,6 +230,7 @@ class _Closed:
     numbers: Accumulator
     buckets: list[Bucket]
     sketch: Accumulator | None = None
+    written: int | None = None
 
     def merged_sketch(self) -> Accumulator:
         if self.sketch is None:
@@ -272,8 +314,8 @@ class WindowReader:
         for identity, dims, by_start in source.series(metric):
             if matchers and not self._matched(identity, dims, matchers):
                 continue
-            closed = self._closed_part(identity, count, last, closed_starts, by_start)
             current = by_start.get(last)
+            closed = self._closed_part(identity, count, last, closed_starts, by_start, current)
             if closed.numbers.count == 0 and (current is None or current.count == 0):
                 continue
             group = tuple(dims.get(label, "") for label in group_by)
@@ -326,22 +368,34 @@ class WindowReader:
         last: float,
         starts: list[float],
         by_start: Mapping[float, Bucket],
+        current: Bucket | None,
     ) -> _Closed:
         key = (identity, count)
         used = self._closed_used.get(key)
         if used is not None:
             return used
-        found = list(map(by_start.get, starts))
-        counts = tuple(0 if b is None else b.count for b in found)
         cached = self._closed.get(key)
-        if cached is not None and cached.last == last and cached.counts == counts:
+        assert self._source is not None
+        written = self._source.written(identity)
+        if written is not None and current is not None:
+            written -= current.count
+        # Nothing written outside the newest bucket since: the closed part is as it was.
+        if (
+            cached is not None
+            and cached.last == last
+            and written is not None
+            and cached.written == written
+        ):
             self._closed_used[key] = cached
             return cached
-        buckets = [b for b in found if b is not None]
-        numbers = Accumulator()
-        for bucket in buckets:
-            numbers.add_bucket(bucket, False)
-        fresh = _Closed(last, counts, sum(counts), numbers, buckets)
+        found = list(map(by_start.get, starts))
+        counts = tuple(0 if b is None else b.count for b in found)
+        if cached is not None and cached.last == last and cached.counts == counts:
+            cached.written = written
+            self._closed_used[key] = cached
+            return cached
+        buckets = [b for b in found if b is not None and b.count]
+        fresh = _Closed(last, counts, sum(counts), _numbers(buckets), buckets, written=written)
         if cached is not None and cached.sketch is not None and cached.sketch.bins is not None:
             fresh.sketch = _moved_sketch(cached, fresh, last, starts, by_start)
         self._closed_used[key] = fresh
@@ -365,6 +419,18 @@ class WindowReader:
             cached = _GroupSketch(last, version, merged)
         self._group_sketches_used[key] = cached
         return cached.sketch
+
+
+def _numbers(buckets: list[Bucket]) -> Accumulator:
+    """Count, sum and extremes of non-empty buckets (builtins over the list: no sketches)."""
+    if not buckets:
+        return Accumulator()
+    return Accumulator(
+        sum(b.count for b in buckets),
+        sum(b.sum for b in buckets),
+        min(b.min for b in buckets),
+        max(b.max for b in buckets),
+    )
 
 
 def _moved_sketch(

@@ -1,8 +1,9 @@
 """Live aggregates: per series, time buckets folded off the request path.
 
 The pipeline folds each series' pending values into the bucket that holds the
-fold time (so a value may land up to one aggregation tick late, at most 250 ms
-by default; request and dependency durations count when the call ends, as a
+fold time on each of its ticks, and the alert engine does before each
+evaluation, so a rule sees a value on its first tick after the value was
+recorded (request and dependency durations count when the call ends, as a
 Prometheus histogram observes them). :meth:`Aggregator.observe` folds a value
 at a given time (the pipeline's own counters, rule tests). Buckets older than
 the live window are dropped from memory; the store keeps them.
@@ -81,6 +82,8 @@ class Aggregator:
         self._buckets: dict[SeriesKey, dict[float, Bucket]] = {}
         self._dirty: dict[tuple[SeriesKey, float], Bucket] = {}
         self.totals: dict[SeriesKey, Totals] = {}
+        self.series_generation = 0
+        """Changes whenever a series gains its first live bucket or loses its last."""
 
     def bucket_start(self, at: float) -> float:
         return at - at % self.resolution
@@ -116,6 +119,7 @@ class Aggregator:
         by_start = self._buckets.get(key)
         if by_start is None:
             by_start = self._buckets[key] = {}
+            self.series_generation += 1
         bucket = by_start.get(start)
         if bucket is None:
             bucket = by_start[start] = Bucket(start, self.resolution)
@@ -142,6 +146,7 @@ class Aggregator:
                 del by_start[start]
             if not by_start:
                 del self._buckets[key]
+                self.series_generation += 1
 
     def window(
         self,
