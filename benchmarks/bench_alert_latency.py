@@ -217,6 +217,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def report(name: str, latencies: list[float], target: float) -> None:
+    if not latencies:
+        return
     p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
     verdict = "met" if p99 <= target else "NOT met"
     print(

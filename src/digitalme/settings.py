@@ -589,6 +589,20 @@ class AlertingSettings(Section):
     max_active_alerts: int = Field(default=10_000, ge=10, le=1_000_000)
 
 
+class DashboardSettings(Section):
+    """The admin metrics API: bounds on what one query may ask for."""
+
+    max_window: float = Field(
+        default=7 * 86400.0,
+        ge=60,
+        le=366 * 86400,
+        description="seconds; the longest time range a query may cover",
+    )
+    max_points: int = Field(
+        default=1000, ge=10, le=100_000, description="points in one series at most"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -612,6 +626,7 @@ class Settings(BaseSettings):
     claude: ClaudeSettings = ClaudeSettings()
     health: HealthSettings = HealthSettings()
     alerting: AlertingSettings = AlertingSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Self:

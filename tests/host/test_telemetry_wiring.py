@@ -57,6 +57,24 @@ async def test_requests_are_named_by_route_template_with_context(
     assert traced.properties["RequestPath"] == f"/api/personality/{profile_id}"
 
 
+async def test_the_monitoring_routes_are_named_too(
+    client: httpx.AsyncClient, monitoring: Monitoring, telemetry_sink: InMemorySink
+) -> None:
+    """Health, /metrics and the admin API are plain Starlette routes on a FastAPI app:
+    named by their template, never lumped with unknown paths."""
+    for path in ("/health/live", "/health", "/metrics", "/api/alerts", "/api/alerts/x"):
+        await client.get(path)
+    await monitoring.pipeline.flush()
+
+    assert [r.name for r in telemetry_sink.of_kind(RequestItem)] == [
+        "GET /health/live",
+        "GET /health",
+        "GET /metrics",
+        "GET /api/alerts",
+        "GET /api/alerts/{alert_id}",
+    ]
+
+
 async def test_security_events_flow_into_telemetry(
     client: httpx.AsyncClient, monitoring: Monitoring, telemetry_sink: InMemorySink
 ) -> None:

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from digitalme.monitoring.access import IdentifyCaller, from_authorize
@@ -26,8 +26,12 @@ from digitalme.monitoring.alerts.catalog import RuleCatalog
 from digitalme.monitoring.alerts.engine import Route as AlertRoute
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.dashboard.api import metrics_routes
+from digitalme.monitoring.dashboard.series import SeriesReader
+from digitalme.monitoring.dashboard.system import ProcessStats
 from digitalme.monitoring.health.builtin import add_builtin_checks
 from digitalme.monitoring.health.service import HealthMonitor
+from digitalme.monitoring.named_route import NamedRoute
 from digitalme.monitoring.notifiers import NotificationKind, Notifier, Router, build_notifiers
 from digitalme.monitoring.notifiers.api import notification_routes
 from digitalme.monitoring.notifiers.dispatcher import Dispatcher
@@ -179,6 +183,10 @@ class Monitoring:
                 strict=strict,
             )
         self.strict = strict
+        # The metrics API: vitals since start() (ProcessStats keeps the start time) and
+        # series from the store when there is one, else from the live aggregates.
+        self.process_stats = ProcessStats(self.clock)
+        self.series = SeriesReader(self.aggregator, store.query if store is not None else None)
         self.rule_catalog: RuleCatalog | None = None
         if self.alerts is not None:
             self.rule_catalog = RuleCatalog(
@@ -239,6 +247,7 @@ class Monitoring:
     async def start(self) -> None:
         if self._running:
             return
+        self.process_stats.mark_started()
         self.pipeline.start()
         if self.retention is not None:
             self.retention.start()
@@ -292,7 +301,7 @@ class Monitoring:
         self, authorize: Authorize, *, identify: IdentifyCaller | None = None
     ) -> list[BaseRoute]:
         """Routes to mount on the app: the health endpoints, ``/metrics`` unless it is
-        disabled or on its own port, and the admin alert and notification API.
+        disabled or on its own port, and the admin alert, notification and metrics API.
 
         ``authorize`` tells whether a request is an admin's: admins may read the
         metrics (as may a configured scrape token) and see health details.
@@ -303,11 +312,21 @@ class Monitoring:
         metrics = self.settings.metrics
         if metrics.enabled and metrics.port is None:
             endpoint = metrics_endpoint(self.collector, metrics, authorize)
-            routes.append(Route("/metrics", endpoint, methods=["GET"], include_in_schema=False))
+            routes.append(
+                NamedRoute("/metrics", endpoint, methods=["GET"], include_in_schema=False)
+            )
         # The admin API: 401 / 403 need to know who is asking, not only whether it is an admin.
         who = identify or from_authorize(authorize)
         if self.alerts is not None and self.rule_catalog is not None:
             routes += alert_routes(self.alerts, self.rule_catalog, who, strict=self.strict)
+        routes += metrics_routes(
+            reader=self.series,
+            stats=self.process_stats,
+            clock=self.clock,
+            settings=self.settings.dashboard,
+            identify=who,
+            strict=self.strict,
+        )
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         return routes
 

@@ -13,8 +13,8 @@ from digitalme.monitoring.alerts import (
     RuleValidationError,
     validate_rule,
 )
-from digitalme.monitoring.alerts.durations import format_duration, parse_duration
 from digitalme.monitoring.alerts.matchers import parse_matchers
+from digitalme.monitoring.durations import format_duration, parse_duration
 from monitoring.alerts.helpers import rule as make_rule
 
 BASE: dict[str, Any] = {

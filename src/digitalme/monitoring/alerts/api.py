@@ -26,18 +26,18 @@ field (``threshold: Field required``), 503 when the alert store cannot answer.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-import structlog
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from digitalme.monitoring.access import Caller, IdentifyCaller, error_response, refusal
+from digitalme.monitoring.access import AdminHandler, Caller, IdentifyCaller, error_response
+from digitalme.monitoring.access import admin_route as shared_admin_route
 from digitalme.monitoring.alerts.catalog import RuleCatalog
 from digitalme.monitoring.alerts.engine import AlertEngine
 from digitalme.monitoring.alerts.errors import (
@@ -61,16 +61,13 @@ __all__ = [
     "InvalidInput",
     "SeverityField",
     "admin_route",
+    "alert_errors",
     "alert_routes",
     "parse_input",
     "read_json",
 ]
 
-log = structlog.get_logger("digitalme.monitoring.alerts")
-
 MAX_BODY_BYTES = 256 * 1024
-
-AdminHandler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 class InvalidInput(Exception):
@@ -81,40 +78,34 @@ class InvalidInput(Exception):
         super().__init__("; ".join(str(problem) for problem in self.problems) or "invalid input")
 
 
+def alert_errors(request: Request, exc: Exception) -> Response | None:
+    """The alert API's typed errors as the shared JSON errors (None: not one of them)."""
+    if isinstance(exc, InvalidInput | RuleValidationError):
+        return error_response(request, 422, "validation_error", str(exc))
+    if isinstance(exc, RuleNotFound | SilenceNotFound):
+        return error_response(request, 404, "not_found", str(exc))
+    if isinstance(exc, RuleConflict):
+        return error_response(request, 409, "conflict", exc.reason)
+    if isinstance(exc, AlertStoreUnavailable):
+        return error_response(request, 503, "service_unavailable", str(exc))
+    if isinstance(exc, AlertError):
+        return error_response(request, 409, "conflict", str(exc))
+    return None
+
+
 def admin_route(
     path: str, methods: list[str], handler: AdminHandler, identify: IdentifyCaller, *, strict: bool
 ) -> Route:
-    """A route for admins only; typed errors become the shared JSON errors."""
-
-    async def endpoint(request: Request) -> Response:
-        caller = await identify(request)
-        refused = refusal(request, caller)
-        if refused is not None:
-            return refused
-        try:
-            return await handler(request, caller)
-        except InvalidInput as exc:
-            return error_response(request, 422, "validation_error", str(exc))
-        except RuleValidationError as exc:
-            return error_response(request, 422, "validation_error", str(exc))
-        except (RuleNotFound, SilenceNotFound) as exc:
-            return error_response(request, 404, "not_found", str(exc))
-        except RuleConflict as exc:
-            return error_response(request, 409, "conflict", exc.reason)
-        except AlertStoreUnavailable as exc:
-            return error_response(request, 503, "service_unavailable", str(exc))
-        except AlertError as exc:
-            return error_response(request, 409, "conflict", str(exc))
-        except Exception as exc:
-            # Monitoring never breaks the host: a store that fails is a 503, not a crash.
-            if strict:
-                raise
-            log.exception("alert_api_failed", path=path)
-            return error_response(
-                request, 503, "service_unavailable", f"alerting unavailable ({type(exc).__name__})"
-            )
-
-    return Route(path, endpoint, methods=methods, include_in_schema=False)
+    """A route for admins only; the alert errors become the shared JSON errors."""
+    return shared_admin_route(
+        path,
+        methods,
+        handler,
+        identify,
+        strict=strict,
+        answer=alert_errors,
+        component="alerting",
+    )
 
 
 async def read_json(request: Request) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from digitalme.monitoring.alerts.durations import format_duration
 from digitalme.monitoring.alerts.errors import RuleFileError
 from digitalme.monitoring.alerts.evaluation import (
     Sample,
@@ -28,6 +27,7 @@ from digitalme.monitoring.alerts.evaluation import (
 from digitalme.monitoring.alerts.rule_tests import RuleTestError, load_tests, run_tests
 from digitalme.monitoring.alerts.rulefile import load_rule_file
 from digitalme.monitoring.alerts.rules import Aggregation, AlertRule
+from digitalme.monitoring.durations import format_duration
 from digitalme.monitoring.telemetry.sketch import Bucket
 from digitalme.settings import Settings
 

@@ -46,11 +46,11 @@ from typing import Any
 
 import yaml
 
-from digitalme.monitoring.alerts.durations import format_duration, parse_duration
 from digitalme.monitoring.alerts.engine import AlertEngine
 from digitalme.monitoring.alerts.memory import InMemoryAlertStore
 from digitalme.monitoring.alerts.model import Alert
 from digitalme.monitoring.alerts.rules import AlertRule
+from digitalme.monitoring.durations import format_duration, parse_duration
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import SeriesKey

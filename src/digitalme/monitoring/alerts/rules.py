@@ -28,11 +28,11 @@ from pydantic import (
     model_validator,
 )
 
-from digitalme.monitoring.alerts.durations import format_duration, parse_duration
 from digitalme.monitoring.alerts.errors import FieldProblem, RuleValidationError
 from digitalme.monitoring.alerts.matchers import Matcher, parse_matchers
 from digitalme.monitoring.alerts.model import MANUAL_RULE_ID, SECURITY_RULE_ID, AlertCategory
 from digitalme.monitoring.alerts.templates import Number, RuleView, check_template, render
+from digitalme.monitoring.durations import format_duration, parse_duration
 from digitalme.monitoring.telemetry.items import Severity
 
 __all__ = [

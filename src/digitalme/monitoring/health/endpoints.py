@@ -23,12 +23,13 @@ from typing import Any
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.health.model import HealthReport, HealthStatus
 from digitalme.monitoring.health.registry import EXTERNAL
 from digitalme.monitoring.health.runner import HealthRunner
+from digitalme.monitoring.named_route import NamedRoute
 
 __all__ = [
     "HEALTH_PATH",
@@ -114,7 +115,7 @@ def health_routes(
         )
 
     return [
-        Route(HEALTH_PATH, health, methods=["GET"], include_in_schema=False),
-        Route(READY_PATH, ready, methods=["GET"], include_in_schema=False),
-        Route(LIVE_PATH, live, methods=["GET"], include_in_schema=False),
+        NamedRoute(HEALTH_PATH, health, methods=["GET"], include_in_schema=False),
+        NamedRoute(READY_PATH, ready, methods=["GET"], include_in_schema=False),
+        NamedRoute(LIVE_PATH, live, methods=["GET"], include_in_schema=False),
     ]

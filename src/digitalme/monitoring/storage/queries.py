@@ -171,7 +171,7 @@ class TelemetryQueries:
             steps = [
                 merger.bucket(b.start, length) for merger, b in zip(sketches, steps, strict=True)
             ]
-        return [(b.start, _value(aggregation, b, min(step, end - b.start))) for b in steps]
+        return [(b.start, bucket_value(aggregation, b, min(step, end - b.start))) for b in steps]
 
     async def count_items(
         self,
@@ -253,7 +253,8 @@ async def _series(
     }
 
 
-def _value(aggregation: Aggregation, bucket: Bucket, seconds: float) -> float | None:
+def bucket_value(aggregation: Aggregation, bucket: Bucket, seconds: float) -> float | None:
+    """One step's value from its merged bucket; ``seconds``: the step's length (for rates)."""
     if aggregation is Aggregation.COUNT:
         return float(bucket.count)
     if aggregation is Aggregation.SUM:

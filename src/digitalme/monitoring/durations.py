@@ -1,5 +1,5 @@
-"""Durations as rules and test files write them: ``30s``, ``5m``, ``1h30m``, ``250ms``,
-ISO 8601 (``PT5M``, ``P1DT2H``) or a number of seconds."""
+"""Durations as rules, rule test files and the metrics API write them: ``30s``, ``5m``,
+``1h30m``, ``250ms``, ISO 8601 (``PT5M``, ``P1DT2H``) or a number of seconds."""
 
 from __future__ import annotations
 
