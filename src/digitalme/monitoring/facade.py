@@ -27,6 +27,7 @@ from digitalme.monitoring.alerts.engine import Route as AlertRoute
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.monitoring.dashboard.api import metrics_routes
+from digitalme.monitoring.dashboard.figures import HostFigures
 from digitalme.monitoring.dashboard.series import SeriesReader
 from digitalme.monitoring.dashboard.system import ProcessStats
 from digitalme.monitoring.health.builtin import add_builtin_checks
@@ -186,6 +187,7 @@ class Monitoring:
         # The metrics API: vitals since start() (ProcessStats keeps the start time) and
         # series from the store when there is one, else from the live aggregates.
         self.process_stats = ProcessStats(self.clock)
+        self.host_figures = HostFigures()  # the host registers what only it knows
         self.series = SeriesReader(self.aggregator, store.query if store is not None else None)
         self.rule_catalog: RuleCatalog | None = None
         if self.alerts is not None:
