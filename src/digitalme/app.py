@@ -17,6 +17,7 @@ from digitalme.host.auth.service import AuthService
 from digitalme.host.auth.tokens import TokenService, resolve_jwt_secret
 from digitalme.host.db import Database
 from digitalme.host.errors import ApiError, install_error_handlers
+from digitalme.host.figures import register_host_figures
 from digitalme.host.guard.middleware import SecurityGuardMiddleware
 from digitalme.host.guard.rate_limit import RateLimiter
 from digitalme.host.health import add_host_checks
@@ -64,8 +65,11 @@ def create_app(
     events.subscribe(record_security_event)
     tracking = settings.telemetry.enabled and settings.telemetry.enable_dependency_tracking
     database = Database(settings.database_url)
+    register_host_figures(monitoring.host_figures, database)
     secret = resolve_jwt_secret(settings.auth, settings.server.data_dir)
-    auth = AuthService(settings.auth, TokenService(settings.auth, secret, clock), events, clock)
+    auth = AuthService(
+        settings.auth, TokenService(settings.auth, secret, clock), events, clock, telemetry
+    )
     model = llm
     if model is None:
         model = build_conversation_model(

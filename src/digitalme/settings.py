@@ -601,6 +601,14 @@ class DashboardSettings(Section):
     max_points: int = Field(
         default=1000, ge=10, le=100_000, description="points in one series at most"
     )
+    apdex_threshold_ms: float = Field(
+        default=500.0,
+        gt=0,
+        description="ms; the Apdex target T: a request is satisfied within T, tolerating within 4T",
+    )
+    slow_query_ms: float = Field(
+        default=100.0, gt=0, description="ms; a database query taking longer is slow"
+    )
 
 
 class Settings(BaseSettings):

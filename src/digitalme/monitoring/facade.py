@@ -328,6 +328,7 @@ class Monitoring:
             settings=self.settings.dashboard,
             identify=who,
             strict=self.strict,
+            figures=self.host_figures,
         )
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         return routes

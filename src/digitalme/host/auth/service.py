@@ -16,6 +16,13 @@ from digitalme.host.errors import Locked, Unauthorized
 from digitalme.host.models import ApiKey, User
 from digitalme.host.security_events import SecurityEvent, SecurityEvents, SecurityEventType
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.dashboard.security import (
+    CREDENTIAL_METRIC,
+    LOGIN_METRIC,
+    CredentialOutcome,
+    LoginOutcome,
+)
+from digitalme.monitoring.telemetry.client import TelemetryClient
 from digitalme.settings import AuthSettings, Role
 
 
@@ -52,7 +59,13 @@ _INVALID_LOGIN = "invalid email or password"
 
 
 class AuthService:
-    """Checks passwords (with lockout), tokens and API keys; reports security events."""
+    """Checks passwords (with lockout), tokens and API keys; reports security events.
+
+    With ``telemetry`` it also counts every login attempt (``auth.logins`` by
+    ``outcome``) and every request that presents credentials (``auth.requests`` by
+    ``method`` and ``outcome``): successes are no security events, and the admin
+    dashboard counts them too. Metric dimensions never carry who it was.
+    """
 
     def __init__(
         self,
@@ -60,11 +73,13 @@ class AuthService:
         tokens: TokenService,
         events: SecurityEvents,
         clock: Clock,
+        telemetry: TelemetryClient | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
         self._events = events
         self._clock = clock
+        self._telemetry = telemetry
 
     async def login(
         self, session: AsyncSession, email: str, password: str, client_ip: str
@@ -84,6 +99,7 @@ class AuthService:
                 client_ip,
                 user.id,
             )
+            self._count_login(LoginOutcome.LOCKED)
             retry = max(1, int((user.locked_until - now).total_seconds()))
             raise Locked("account temporarily locked", headers={"Retry-After": str(retry)})
         if not verify_password(user.password_hash if user else None, password) or user is None:
@@ -95,6 +111,7 @@ class AuthService:
                 client_ip,
                 user.id if user else None,
             )
+            self._count_login(LoginOutcome.FAILED)
             raise Unauthorized(_INVALID_LOGIN, code="invalid_credentials")
         user.failed_attempts = 0
         user.locked_until = None
@@ -102,7 +119,18 @@ class AuthService:
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
         await session.commit()
+        self._count_login(LoginOutcome.SUCCEEDED)
         return self.tokens.issue(user.id, Role(user.role)), user
+
+    def _count_login(self, outcome: LoginOutcome) -> None:
+        if self._telemetry is not None:
+            self._telemetry.track_metric(LOGIN_METRIC, 1.0, {"outcome": outcome.value})
+
+    def _count_credentials(self, method: AuthMethod, outcome: CredentialOutcome) -> None:
+        if self._telemetry is not None:
+            self._telemetry.track_metric(
+                CREDENTIAL_METRIC, 1.0, {"method": method.value, "outcome": outcome.value}
+            )
 
     async def _record_failure(self, session: AsyncSession, user: User, client_ip: str) -> None:
         user.failed_attempts += 1
@@ -121,10 +149,18 @@ class AuthService:
 
     async def authenticate(self, session: AsyncSession, creds: RequestCredentials) -> Principal:
         """The principal behind the request's credentials, or Unauthorized (with an event)."""
-        if creds.bearer is not None:
-            return await self._from_token(session, creds)
-        if creds.api_key is not None:
-            return await self._from_api_key(session, creds)
+        if creds.bearer is not None or creds.api_key is not None:
+            method = AuthMethod.TOKEN if creds.bearer is not None else AuthMethod.API_KEY
+            try:
+                if method is AuthMethod.TOKEN:
+                    principal = await self._from_token(session, creds)
+                else:
+                    principal = await self._from_api_key(session, creds)
+            except Unauthorized:
+                self._count_credentials(method, CredentialOutcome.REFUSED)
+                raise
+            self._count_credentials(method, CredentialOutcome.ACCEPTED)
+            return principal
         self._emit(
             SecurityEventType.AUTHENTICATION_REQUIRED,
             "no credentials",

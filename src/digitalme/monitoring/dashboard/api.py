@@ -6,6 +6,13 @@ GET     /api/metrics/system     this process: uptime, memory and GC, threads, fi
 GET     /api/metrics/series     one metric as a time series for charts (:mod:`.series`):
                                 ``name`` (required), ``agg`` (default avg), ``step``,
                                 ``start``, ``end`` (:mod:`.timewindow`), ``dims``
+GET     /api/metrics/performance
+                                requests per minute, response times, errors, Apdex,
+                                personality generation and database queries over
+                                ``start`` .. ``end`` (:mod:`.performance`)
+GET     /api/metrics/security   rate-limit violations, threats, authentication events,
+                                API key use and the top offending IPs over ``start``
+                                .. ``end``, counted from telemetry (:mod:`.security`)
 ======  ======================  ===================================================
 
 ``/api/metrics/series`` answers::
@@ -36,6 +43,9 @@ from digitalme.monitoring.access import (
 )
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.dashboard.errors import InvalidParameter
+from digitalme.monitoring.dashboard.figures import HostFigures
+from digitalme.monitoring.dashboard.performance import PerformanceReader
+from digitalme.monitoring.dashboard.security import SecurityReader
 from digitalme.monitoring.dashboard.series import (
     SeriesReader,
     parse_aggregation,
@@ -51,6 +61,8 @@ __all__ = ["metrics_errors", "metrics_routes"]
 
 MAX_NAME = 200
 SERIES_PARAMETERS = frozenset({"name", "agg", "step", "start", "end", "dims"})
+PERFORMANCE_PARAMETERS = frozenset({"start", "end"})
+SECURITY_PARAMETERS = frozenset({"start", "end"})
 
 
 def metrics_errors(request: Request, exc: Exception) -> Response | None:
@@ -79,8 +91,9 @@ def metrics_routes(
     settings: DashboardSettings,
     identify: IdentifyCaller,
     strict: bool = False,
+    figures: HostFigures | None = None,
 ) -> list[BaseRoute]:
-    """The admin metrics routes."""
+    """The admin metrics routes (``figures``: what the host registered, e.g. its pool)."""
 
     def route(path: str, handler: AdminHandler) -> BaseRoute:
         return admin_route(
@@ -118,7 +131,32 @@ def metrics_routes(
         found = await reader.series(name, aggregation, step, window, dims)
         return JSONResponse(found.to_dict())
 
+    summary = PerformanceReader(
+        reader,
+        figures,
+        apdex_threshold_ms=settings.apdex_threshold_ms,
+        slow_query_ms=settings.slow_query_ms,
+    )
+
+    async def performance(request: Request, caller: Caller) -> Response:
+        params = _parameters(request, PERFORMANCE_PARAMETERS)
+        window = time_window(
+            params.get("start"), params.get("end"), clock, max_window=settings.max_window
+        )
+        return JSONResponse(await summary.read(window))
+
+    security_reader = SecurityReader(reader, figures)
+
+    async def security(request: Request, caller: Caller) -> Response:
+        params = _parameters(request, SECURITY_PARAMETERS)
+        window = time_window(
+            params.get("start"), params.get("end"), clock, max_window=settings.max_window
+        )
+        return JSONResponse(await security_reader.read(window))
+
     return [
         route("/api/metrics/system", system),
         route("/api/metrics/series", series),
+        route("/api/metrics/performance", performance),
+        route("/api/metrics/security", security),
     ]

@@ -1,4 +1,5 @@
-"""Reading the telemetry store: metric windows and series, item counts, recent items.
+"""Reading the telemetry store: metric windows and series, item counts (total, grouped,
+distinct values), recent items.
 
 Metric queries merge stored buckets (counts and sums add, sketches merge, so
 percentiles stay within the sketch's 1% relative error). A bucket belongs to a
@@ -184,7 +185,8 @@ class TelemetryQueries:
         """Weighted count (sum of sampling weights) of ``kind`` items in ``[start, end)``.
 
         ``where`` holds equality filters on the kind's columns, for example
-        ``{"success": False}`` or ``{"event_type": "RateLimit"}``.
+        ``{"success": False}`` or ``{"event_type": "RateLimit"}``; None matches NULL,
+        and a list, tuple or set any of its values (``{"client_ip": ["a", "b"]}``).
         """
         _check_window(start, end)
         table = _item_table(kind)
@@ -193,6 +195,64 @@ class TelemetryQueries:
         )
         async with self.engine.connect() as connection:
             return float((await connection.execute(statement)).scalar_one())
+
+    async def count_by(
+        self,
+        kind: ItemKind | str,
+        group_by: Sequence[str],
+        start: float,
+        end: float,
+        *,
+        where: Mapping[str, object] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[tuple[Any, ...], float]]:
+        """Weighted counts of ``kind`` items in ``[start, end)`` per distinct value of the
+        ``group_by`` columns, as ``(values, count)``: the largest count first, ties in the
+        order of the values (NULL last), at most ``limit`` groups.
+
+        ``count_by(ItemKind.SECURITY_EVENT, ["client_ip"], start, end, limit=10)`` gives
+        the ten addresses with the most security events. ``where`` is as for
+        :meth:`count_items`.
+        """
+        _check_window(start, end)
+        if limit is not None and not 1 <= limit <= MAX_RECENT:
+            raise QueryError("limit", f"must be between 1 and {MAX_RECENT}")
+        table = _item_table(kind)
+        if not group_by:
+            raise QueryError("group_by", "name at least one column")
+        columns = [_comparable(table, column, "group_by") for column in group_by]
+        weight = func.sum(table.c.weight).label("weighted")
+        statement = (
+            select(*columns, weight)
+            .where(table.c.ts >= start, table.c.ts < end, *_filters(table, where))
+            .group_by(*columns)
+            .order_by(weight.desc(), *(column.asc().nulls_last() for column in columns))
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        async with self.engine.connect() as connection:
+            result = await connection.execute(statement)
+            return [(tuple(row[:-1]), float(row[-1])) for row in result]
+
+    async def count_distinct(
+        self,
+        kind: ItemKind | str,
+        column: str,
+        start: float,
+        end: float,
+        *,
+        where: Mapping[str, object] | None = None,
+    ) -> int:
+        """How many distinct non-NULL values ``column`` takes on ``kind`` items in
+        ``[start, end)`` (for example the client IPs that hit the rate limit)."""
+        _check_window(start, end)
+        table = _item_table(kind)
+        target = _comparable(table, column, "column")
+        statement = select(func.count(target.distinct())).where(
+            table.c.ts >= start, table.c.ts < end, *_filters(table, where)
+        )
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(statement)).scalar_one())
 
     async def recent(
         self,
@@ -229,12 +289,24 @@ def _item_table(kind: ItemKind | str) -> Any:
         raise QueryError("kind", f"must be one of {[k.value for k in ItemKind]}") from None
 
 
+def _comparable(table: Any, column: str, argument: str) -> Any:
+    """``table``'s column named ``column``, refused (naming ``argument``) when JSON or absent."""
+    if column not in table.c or isinstance(table.c[column].type, JSON):
+        raise QueryError(argument, f"no comparable column {column!r} on {table.name}")
+    return table.c[column]
+
+
 def _filters(table: Any, where: Mapping[str, object] | None) -> list[Any]:
+    """Equality filters; None matches NULL, and a list, tuple or set matches any of its values."""
     conditions = []
     for column, value in (where or {}).items():
-        if column not in table.c or isinstance(table.c[column].type, JSON):
-            raise QueryError("where", f"no comparable column {column!r} on {table.name}")
-        conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
+        target = _comparable(table, column, "where")
+        if value is None:
+            conditions.append(target.is_(None))
+        elif isinstance(value, list | tuple | set | frozenset):
+            conditions.append(target.in_(list(value)))
+        else:
+            conditions.append(target == value)
     return conditions
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,12 @@ import pytest
 
 from accounts import Account, MakeAccount
 from digitalme.monitoring.facade import Monitoring
-from digitalme.monitoring.storage import upgrade_async as upgrade_store
-from digitalme.monitoring.testing import FakeClock, InMemorySink
+from digitalme.monitoring.testing import FakeClock
 from digitalme.settings import ConfigError, Role, Settings, load_settings
+from host.metrics.times import T0, iso
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 SERIES = "/api/metrics/series"
 SYSTEM = "/api/metrics/system"
 
@@ -37,31 +35,6 @@ def settings_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> dict[s
         "security": {"rate_limit_enabled": False},
         **getattr(request, "param", {}),
     }
-
-
-@pytest.fixture(params=["store", "live"])
-async def monitoring(
-    request: pytest.FixtureRequest,
-    settings: Settings,
-    clock: FakeClock,
-    telemetry_sink: InMemorySink,
-) -> Monitoring:
-    if request.param == "live":
-        return Monitoring(
-            settings, clock=clock, sinks=[telemetry_sink], version="test", strict=True
-        )
-    await upgrade_store(settings.telemetry_store_url)
-    return Monitoring.from_settings(settings, clock=clock, version="test")
-
-
-@pytest.fixture
-async def admin(make_account: MakeAccount) -> Account:
-    account: Account = await make_account(Role.ADMIN)
-    return account
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(T0.timestamp() + seconds, UTC).isoformat()
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
