@@ -90,6 +90,7 @@ def create_app(
         auth=auth,
         llm=model,
         performance=monitoring.performance,
+        telemetry=telemetry,
     )
 
     @asynccontextmanager

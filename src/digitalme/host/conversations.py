@@ -4,6 +4,10 @@ Posting a message reads what the model needs (profile, recent history), ends
 that read transaction, awaits the model with no database connection held, and
 only then writes the user's message and the reply together in one transaction.
 A failed or timed-out generation therefore leaves nothing behind.
+
+Each conversation created counts one value of ``business.conversations``
+(``event=started``) for the admin business figures. A conversation has no end
+(no close or status), so nothing counts one as completed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from digitalme.host.llm import (
 from digitalme.host.models import Conversation, Message, PersonalityProfile
 from digitalme.host.personality import load_profile
 from digitalme.host.state import HostServices, Services, Session
+from digitalme.monitoring.dashboard.business import CONVERSATIONS_METRIC, ConversationEvent
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -133,6 +138,9 @@ async def create_conversation(
     )
     session.add(conversation)
     await session.commit()
+    if services.telemetry is not None:
+        event = {"event": ConversationEvent.STARTED.value}
+        services.telemetry.track_metric(CONVERSATIONS_METRIC, 1.0, event)
     return conversation
 
 

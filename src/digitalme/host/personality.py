@@ -1,4 +1,9 @@
-"""Personality profiles: CRUD for their owners (admins see and manage all)."""
+"""Personality profiles: CRUD for their owners (admins see and manage all).
+
+Each successful creation, update (PUT or PATCH) and read (one profile or a page
+of them) counts one value of ``business.profiles`` by ``action``, for the admin
+business figures (:mod:`digitalme.monitoring.dashboard.business`).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from digitalme.host.auth.deps import CurrentPrincipal
 from digitalme.host.auth.service import Principal
 from digitalme.host.errors import NotFound
 from digitalme.host.models import PersonalityProfile
-from digitalme.host.state import Services, Session
+from digitalme.host.state import HostServices, Services, Session
+from digitalme.monitoring.dashboard.business import PROFILES_METRIC, ProfileAction
 
 router = APIRouter(prefix="/api/personality", tags=["personality"])
 
@@ -75,12 +81,14 @@ async def create_profile(
     )
     session.add(profile)
     await session.commit()
+    count_profiles(services, ProfileAction.CREATED)
     return profile
 
 
 @router.get("", response_model=list[ProfileOut])
 async def list_profiles(
     principal: CurrentPrincipal,
+    services: Services,
     session: Session,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -88,14 +96,18 @@ async def list_profiles(
     query = select(PersonalityProfile).order_by(PersonalityProfile.id).limit(limit).offset(offset)
     if not principal.is_admin:
         query = query.where(PersonalityProfile.owner_id == principal.user_id)
-    return list(await session.scalars(query))
+    profiles = list(await session.scalars(query))
+    count_profiles(services, ProfileAction.QUERIED)
+    return profiles
 
 
 @router.get("/{profile_id}", response_model=ProfileOut)
 async def get_profile(
-    profile_id: int, principal: CurrentPrincipal, session: Session
+    profile_id: int, principal: CurrentPrincipal, services: Services, session: Session
 ) -> PersonalityProfile:
-    return await load_profile(session, principal, profile_id)
+    profile = await load_profile(session, principal, profile_id)
+    count_profiles(services, ProfileAction.QUERIED)
+    return profile
 
 
 @router.put("/{profile_id}", response_model=ProfileOut)
@@ -145,4 +157,11 @@ async def _apply(
         profile.data = update.data
     profile.updated_at = services.clock.now()
     await session.commit()
+    count_profiles(services, ProfileAction.UPDATED)
     return profile
+
+
+def count_profiles(services: HostServices, action: ProfileAction) -> None:
+    """One value of ``business.profiles``; who acted is never a dimension."""
+    if services.telemetry is not None:
+        services.telemetry.track_metric(PROFILES_METRIC, 1.0, {"action": action.value})

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from digitalme.host.db import Database
 from digitalme.host.security_events import SecurityEvents
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.telemetry.client import TelemetryClient
 from digitalme.monitoring.telemetry.performance import PerformanceMonitor
 from digitalme.settings import Settings
 
@@ -29,6 +30,7 @@ class HostServices:
     auth: AuthService
     llm: ConversationModel | None
     performance: PerformanceMonitor | None = None
+    telemetry: TelemetryClient | None = None  # the business metrics (profiles, conversations)
 
 
 def get_services(request: Request) -> HostServices:

@@ -26,8 +26,12 @@ from digitalme.monitoring.alerts.catalog import RuleCatalog
 from digitalme.monitoring.alerts.engine import Route as AlertRoute
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
-from digitalme.monitoring.dashboard.api import metrics_routes
+from digitalme.monitoring.dashboard.api import MetricsReaders, metrics_routes
+from digitalme.monitoring.dashboard.business import BusinessReader
 from digitalme.monitoring.dashboard.figures import HostFigures
+from digitalme.monitoring.dashboard.overview import Overview
+from digitalme.monitoring.dashboard.performance import PerformanceReader
+from digitalme.monitoring.dashboard.security import SecurityReader
 from digitalme.monitoring.dashboard.series import SeriesReader
 from digitalme.monitoring.dashboard.system import ProcessStats
 from digitalme.monitoring.health.builtin import add_builtin_checks
@@ -197,6 +201,32 @@ class Monitoring:
                 self.clock,
                 max_window=float(settings.telemetry.live_window_seconds),
             )
+        dashboard = settings.dashboard
+        self.performance_reader = PerformanceReader(
+            self.series,
+            self.host_figures,
+            apdex_threshold_ms=dashboard.apdex_threshold_ms,
+            slow_query_ms=dashboard.slow_query_ms,
+        )
+        self.security_reader = SecurityReader(self.series, self.host_figures)
+        self.business_reader = BusinessReader(self.series)
+        self.metrics_readers = MetricsReaders(
+            series=self.series,
+            stats=self.process_stats,
+            performance=self.performance_reader,
+            security=self.security_reader,
+            business=self.business_reader,
+            overview=Overview(
+                stats=self.process_stats,
+                sections=[
+                    ("performance", self.performance_reader),
+                    ("security", self.security_reader),
+                    ("business", self.business_reader),
+                ],
+                health=self.health.report,
+                active_alerts=self._active_alerts,
+            ),
+        )
         # Delivery: one notifier per enabled channel, and the dispatcher of the outbox.
         self.notifiers: dict[str, Notifier] = build_notifiers(
             settings.notifications, clock=self.clock
@@ -245,6 +275,9 @@ class Monitoring:
                 )
             )
         return cls(settings, clock=clock, store=store, sinks=sinks, version=version)
+
+    def _active_alerts(self) -> list[dict[str, Any]]:
+        return [] if self.alerts is None else [a.to_dict() for a in self.alerts.active_alerts()]
 
     async def start(self) -> None:
         if self._running:
@@ -322,13 +355,11 @@ class Monitoring:
         if self.alerts is not None and self.rule_catalog is not None:
             routes += alert_routes(self.alerts, self.rule_catalog, who, strict=self.strict)
         routes += metrics_routes(
-            reader=self.series,
-            stats=self.process_stats,
+            self.metrics_readers,
             clock=self.clock,
             settings=self.settings.dashboard,
             identify=who,
             strict=self.strict,
-            figures=self.host_figures,
         )
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         return routes

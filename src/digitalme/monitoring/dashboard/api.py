@@ -1,6 +1,9 @@
 """The admin metrics API (Admin and SuperAdmin only).
 
 ======  ======================  ===================================================
+GET     /api/metrics/dashboard  every section below at once over the last ``window``
+                                (default 1h), with health and active alerts
+                                (:mod:`.overview`)
 GET     /api/metrics/system     this process: uptime, memory and GC, threads, file
                                 descriptors, CPU, Python version, pid (:mod:`.system`)
 GET     /api/metrics/series     one metric as a time series for charts (:mod:`.series`):
@@ -13,6 +16,9 @@ GET     /api/metrics/performance
 GET     /api/metrics/security   rate-limit violations, threats, authentication events,
                                 API key use and the top offending IPs over ``start``
                                 .. ``end``, counted from telemetry (:mod:`.security`)
+GET     /api/metrics/business   active users, personality profiles created / updated /
+                                queried and conversations started over ``start`` ..
+                                ``end``, counted from telemetry (:mod:`.business`)
 ======  ======================  ===================================================
 
 ``/api/metrics/series`` answers::
@@ -30,6 +36,8 @@ does not know or one given twice; 503 when the store cannot answer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -43,9 +51,7 @@ from digitalme.monitoring.access import (
 )
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.dashboard.errors import InvalidParameter
-from digitalme.monitoring.dashboard.figures import HostFigures
-from digitalme.monitoring.dashboard.performance import PerformanceReader
-from digitalme.monitoring.dashboard.security import SecurityReader
+from digitalme.monitoring.dashboard.overview import Overview, WindowReader
 from digitalme.monitoring.dashboard.series import (
     SeriesReader,
     parse_aggregation,
@@ -53,16 +59,28 @@ from digitalme.monitoring.dashboard.series import (
     parse_step,
 )
 from digitalme.monitoring.dashboard.system import ProcessStats
-from digitalme.monitoring.dashboard.timewindow import time_window
+from digitalme.monitoring.dashboard.timewindow import TimeWindow, parse_window, time_window
 from digitalme.monitoring.storage.errors import QueryError
 from digitalme.settings import DashboardSettings
 
-__all__ = ["metrics_errors", "metrics_routes"]
+__all__ = ["MetricsReaders", "metrics_errors", "metrics_routes"]
 
 MAX_NAME = 200
 SERIES_PARAMETERS = frozenset({"name", "agg", "step", "start", "end", "dims"})
-PERFORMANCE_PARAMETERS = frozenset({"start", "end"})
-SECURITY_PARAMETERS = frozenset({"start", "end"})
+WINDOW_PARAMETERS = frozenset({"start", "end"})
+DASHBOARD_PARAMETERS = frozenset({"window"})
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsReaders:
+    """What the metrics routes read from (built once by the facade)."""
+
+    series: SeriesReader
+    stats: ProcessStats
+    performance: WindowReader
+    security: WindowReader
+    business: WindowReader
+    overview: Overview
 
 
 def metrics_errors(request: Request, exc: Exception) -> Response | None:
@@ -84,16 +102,14 @@ def _parameters(request: Request, known: frozenset[str]) -> dict[str, str]:
 
 
 def metrics_routes(
+    readers: MetricsReaders,
     *,
-    reader: SeriesReader,
-    stats: ProcessStats,
     clock: Clock,
     settings: DashboardSettings,
     identify: IdentifyCaller,
     strict: bool = False,
-    figures: HostFigures | None = None,
 ) -> list[BaseRoute]:
-    """The admin metrics routes (``figures``: what the host registered, e.g. its pool)."""
+    """The admin metrics routes."""
 
     def route(path: str, handler: AdminHandler) -> BaseRoute:
         return admin_route(
@@ -108,7 +124,7 @@ def metrics_routes(
 
     async def system(request: Request, caller: Caller) -> Response:
         _parameters(request, frozenset())
-        return JSONResponse(stats.read())
+        return JSONResponse(readers.stats.read())
 
     async def series(request: Request, caller: Caller) -> Response:
         params = _parameters(request, SERIES_PARAMETERS)
@@ -124,39 +140,34 @@ def metrics_routes(
         step = parse_step(
             params.get("step"),
             window,
-            resolution=reader.resolution,
+            resolution=readers.series.resolution,
             max_points=settings.max_points,
         )
         dims = parse_dims(params.get("dims"))
-        found = await reader.series(name, aggregation, step, window, dims)
+        found = await readers.series.series(name, aggregation, step, window, dims)
         return JSONResponse(found.to_dict())
 
-    summary = PerformanceReader(
-        reader,
-        figures,
-        apdex_threshold_ms=settings.apdex_threshold_ms,
-        slow_query_ms=settings.slow_query_ms,
-    )
+    def over_window(reader: WindowReader) -> AdminHandler:
+        async def handler(request: Request, caller: Caller) -> Response:
+            params = _parameters(request, WINDOW_PARAMETERS)
+            window = time_window(
+                params.get("start"), params.get("end"), clock, max_window=settings.max_window
+            )
+            return JSONResponse(await reader.read(window))
 
-    async def performance(request: Request, caller: Caller) -> Response:
-        params = _parameters(request, PERFORMANCE_PARAMETERS)
-        window = time_window(
-            params.get("start"), params.get("end"), clock, max_window=settings.max_window
-        )
-        return JSONResponse(await summary.read(window))
+        return handler
 
-    security_reader = SecurityReader(reader, figures)
-
-    async def security(request: Request, caller: Caller) -> Response:
-        params = _parameters(request, SECURITY_PARAMETERS)
-        window = time_window(
-            params.get("start"), params.get("end"), clock, max_window=settings.max_window
-        )
-        return JSONResponse(await security_reader.read(window))
+    async def dashboard(request: Request, caller: Caller) -> Response:
+        params = _parameters(request, DASHBOARD_PARAMETERS)
+        seconds = parse_window(params.get("window"), max_window=settings.max_window)
+        end = clock.time()
+        return JSONResponse(await readers.overview.read(TimeWindow(end - seconds, end)))
 
     return [
+        route("/api/metrics/dashboard", dashboard),
         route("/api/metrics/system", system),
         route("/api/metrics/series", series),
-        route("/api/metrics/performance", performance),
-        route("/api/metrics/security", security),
+        route("/api/metrics/performance", over_window(readers.performance)),
+        route("/api/metrics/security", over_window(readers.security)),
+        route("/api/metrics/business", over_window(readers.business)),
     ]

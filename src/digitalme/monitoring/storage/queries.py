@@ -1,5 +1,5 @@
 """Reading the telemetry store: metric windows and series, item counts (total, grouped,
-distinct values), recent items.
+distinct values, in a window or per step), recent items.
 
 Metric queries merge stored buckets (counts and sums add, sketches merge, so
 percentiles stay within the sketch's 1% relative error). A bucket belongs to a
@@ -20,8 +20,11 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, func, select
+from sqlalchemy import JSON, Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from digitalme.monitoring.storage import schema
 from digitalme.monitoring.storage.buckets import choose_resolution, cooperatively, read_buckets
@@ -34,6 +37,10 @@ RESOLUTIONS = schema.RESOLUTIONS
 SPAN_LIMITS: Mapping[int, float] = {10: 6 * 3600.0, 60: 7 * 86400.0, 3600: math.inf}
 """Longest window (seconds) each resolution serves when the caller gives none."""
 MAX_RECENT = 10_000
+MAX_STEPS = 110_000  # a year (the longest dashboard window) of 5-minute steps
+PROPERTY_PREFIX = "properties."
+"""A ``column`` of :meth:`TelemetryQueries.count_distinct` starting with this names a
+property: ``"properties.AuthenticatedUserId"`` is the user of the item's request."""
 
 
 class Aggregation(StrEnum):
@@ -244,15 +251,56 @@ class TelemetryQueries:
         where: Mapping[str, object] | None = None,
     ) -> int:
         """How many distinct non-NULL values ``column`` takes on ``kind`` items in
-        ``[start, end)`` (for example the client IPs that hit the rate limit)."""
+        ``[start, end)`` (for example the client IPs that hit the rate limit).
+
+        ``column`` is a column of the kind's table or ``"properties.<name>"``, a
+        property as text (items without it do not count). The count ignores
+        sampling weights: an item sampled out is a value that may be missing.
+        """
         _check_window(start, end)
         table = _item_table(kind)
-        target = _comparable(table, column, "column")
+        target = _distinct_target(table, column)
         statement = select(func.count(target.distinct())).where(
             table.c.ts >= start, table.c.ts < end, *_filters(table, where)
         )
         async with self.engine.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
+
+    async def count_distinct_by_step(
+        self,
+        kind: ItemKind | str,
+        column: str,
+        step: float,
+        start: float,
+        end: float,
+        *,
+        where: Mapping[str, object] | None = None,
+    ) -> list[tuple[float, int]]:
+        """As :meth:`count_distinct`, once per step of ``step`` seconds, oldest first, as
+        ``(step start, count)`` with empty steps as 0.
+
+        Steps are counted back from ``end`` (``[end - step, end)`` is the last), so the
+        newest step is always whole; the first one is cut at ``start`` when the window
+        is no multiple of ``step``. At most :data:`MAX_STEPS` steps.
+        """
+        _check_window(start, end)
+        if not step > 0 or not math.isfinite(step):
+            raise QueryError("step", "must be a positive number of seconds")
+        steps = math.ceil((end - start) / step)
+        if steps > MAX_STEPS:
+            raise QueryError("step", f"gives {steps} steps, more than {MAX_STEPS}")
+        table = _item_table(kind)
+        target = _distinct_target(table, column)
+        origin = end - steps * step  # at or before start: every step is [origin + i step, ...)
+        index = _FloorOfPositive((table.c.ts - origin) / step).label("step")
+        statement = (
+            select(index, func.count(target.distinct()))
+            .where(table.c.ts >= start, table.c.ts < end, *_filters(table, where))
+            .group_by(index)
+        )
+        async with self.engine.connect() as connection:
+            counts = {int(i): int(count) for i, count in await connection.execute(statement)}
+        return [(max(start, origin + i * step), counts.get(i, 0)) for i in range(steps)]
 
     async def recent(
         self,
@@ -294,6 +342,33 @@ def _comparable(table: Any, column: str, argument: str) -> Any:
     if column not in table.c or isinstance(table.c[column].type, JSON):
         raise QueryError(argument, f"no comparable column {column!r} on {table.name}")
     return table.c[column]
+
+
+def _distinct_target(table: Any, column: str) -> Any:
+    """The column, or the property as text for ``"properties.<name>"``."""
+    if column.startswith(PROPERTY_PREFIX):
+        name = column.removeprefix(PROPERTY_PREFIX)
+        if not name:
+            raise QueryError("column", f"name a property after {PROPERTY_PREFIX!r}")
+        return table.c.properties[name].as_string()
+    return _comparable(table, column, "column")
+
+
+class _FloorOfPositive(FunctionElement[int]):
+    """``FLOOR(x)`` for ``x >= 0``: SQLite builds may lack FLOOR, and its CAST truncates."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_FloorOfPositive)
+def _floor_default(element: _FloorOfPositive, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"FLOOR({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_FloorOfPositive, "sqlite")
+def _floor_sqlite(element: _FloorOfPositive, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
 
 
 def _filters(table: Any, where: Mapping[str, object] | None) -> list[Any]:
