@@ -61,10 +61,12 @@ def values(body: dict[str, Any]) -> list[float | None]:
 
 
 async def test_admins_only(client: httpx.AsyncClient, make_account: MakeAccount) -> None:
+    """Every metrics route: 401 without valid credentials, 403 for a user, 200 for admins."""
     user: Account = await make_account(Role.USER)
     admin: Account = await make_account(Role.ADMIN)
     super_admin: Account = await make_account(Role.SUPER_ADMIN)
-    for path in (SYSTEM, f"{SERIES}?name=x"):
+    routes = ("dashboard", "system", "performance", "security", "business")
+    for path in (*(f"/api/metrics/{name}" for name in routes), f"{SERIES}?name=x"):
         anonymous = await client.get(path)
         assert_error(anonymous, 401, "unauthorized")
         assert anonymous.headers["www-authenticate"] == "Bearer"

@@ -208,24 +208,6 @@ async def test_a_quiet_window_is_zeros_and_nulls(
 
 
 @pytest.mark.parametrize("monitoring", ["store"], indirect=True)
-async def test_admins_only(
-    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount
-) -> None:
-    user: Account = await make_account(Role.USER)
-    anonymous = await client.get(BUSINESS)
-    assert anonymous.status_code == 401
-    assert anonymous.json()["error"] == "unauthorized"
-    forged = await client.get(BUSINESS, headers={"Authorization": "Bearer nope"})
-    assert forged.status_code == 401
-    refused = await client.get(BUSINESS, headers=user.headers)
-    assert refused.status_code == 403
-    assert refused.json()["error"] == "forbidden"
-    super_admin: Account = await make_account(Role.SUPER_ADMIN)
-    assert (await client.get(BUSINESS, headers=admin.headers)).status_code == 200
-    assert (await client.get(BUSINESS, headers=super_admin.headers)).status_code == 200
-
-
-@pytest.mark.parametrize("monitoring", ["store"], indirect=True)
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -96,12 +96,6 @@ async def test_the_window_is_checked(client: httpx.AsyncClient, admin: Account) 
         assert response.json()["message"].startswith(message)
 
 
-async def test_admins_only(client: httpx.AsyncClient, make_account: MakeAccount) -> None:
-    assert (await client.get(DASHBOARD)).status_code == 401
-    user = await make_account(Role.USER)
-    assert (await client.get(DASHBOARD, headers=user.headers)).status_code == 403
-
-
 async def test_a_failing_section_does_not_take_the_others_down(
     client: httpx.AsyncClient,
     admin: Account,

@@ -62,22 +62,6 @@ def source(monitoring: Monitoring) -> str:
 # -- access and parameters ------------------------------------------------------------------
 
 
-async def test_admins_only(client: httpx.AsyncClient, make_account: MakeAccount) -> None:
-    user: Account = await make_account(Role.USER)
-    admin: Account = await make_account(Role.ADMIN)
-    super_admin: Account = await make_account(Role.SUPER_ADMIN)
-    anonymous = await client.get(PERFORMANCE)
-    assert anonymous.status_code == 401
-    assert anonymous.json()["error"] == "unauthorized"
-    assert anonymous.headers["www-authenticate"] == "Bearer"
-    forged = await client.get(PERFORMANCE, headers={"Authorization": "Bearer nope"})
-    assert forged.status_code == 401
-    forbidden = await client.get(PERFORMANCE, headers=user.headers)
-    assert (forbidden.status_code, forbidden.json()["error"]) == (403, "forbidden")
-    assert (await client.get(PERFORMANCE, headers=admin.headers)).status_code == 200
-    assert (await client.get(PERFORMANCE, headers=super_admin.headers)).status_code == 200
-
-
 @pytest.mark.parametrize(
     ("query", "message"),
     [

@@ -273,22 +273,6 @@ async def test_a_quiet_window_is_all_zeros_and_never_invented(
 
 
 @pytest.mark.parametrize("monitoring", ["store"], indirect=True)
-async def test_admins_only(
-    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount
-) -> None:
-    user: Account = await make_account(Role.USER)
-    anonymous = await client.get(SECURITY)
-    assert anonymous.status_code == 401
-    assert anonymous.json()["error"] == "unauthorized"
-    forged = await client.get(SECURITY, headers={"Authorization": "Bearer nope"})
-    assert forged.status_code == 401
-    refused = await client.get(SECURITY, headers=user.headers)
-    assert refused.status_code == 403
-    assert refused.json()["error"] == "forbidden"
-    assert (await client.get(SECURITY, headers=admin.headers)).status_code == 200
-
-
-@pytest.mark.parametrize("monitoring", ["store"], indirect=True)
 @pytest.mark.parametrize(
     ("params", "message"),
     [
