@@ -65,3 +65,23 @@ def test_serve_creates_the_admin_and_serves_the_plans_flow(
         }
     assert {"POST /api/auth/login", "POST /api/personality"} <= names
     assert "XssScript" in security
+
+
+def test_an_open_live_stream_does_not_hold_the_shutdown(tmp_path: Path) -> None:
+    """SIGTERM with a live SSE stream open: the server still stops by itself."""
+    env = {"DIGITALME_ADMIN_PASSWORD": ADMIN_PASSWORD, "DIGITALME_SERVER__SHUTDOWN_TIMEOUT": "1"}
+    with ServeProcess(tmp_path, env) as server:
+        with httpx.Client(base_url=server.base_url, timeout=5) as http:
+            login = http.post(
+                "/api/auth/login", json={"email": "admin@localhost", "password": ADMIN_PASSWORD}
+            )
+            token = login.json()["access_token"]
+            with http.stream(
+                "GET", "/hubs/metrics/events", headers={"Authorization": f"Bearer {token}"}
+            ) as stream:
+                assert stream.status_code == 200
+                assert next(stream.iter_lines()).startswith("event: ")
+                server.stop()  # SIGTERM with the stream still open; waits up to 15 s
+        assert server.process is not None
+        # Ended by itself (0 or SIGTERM re-raised), not killed after the 15 s wait.
+        assert server.process.returncode in (0, -signal.SIGTERM)

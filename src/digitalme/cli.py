@@ -114,6 +114,9 @@ def serve(
         workers=workers or settings.server.workers,
         log_config=None,
         proxy_headers=False,  # the guard resolves client IPs from trusted proxies itself
+        # uvicorn's default waits for open responses without a bound (a live SSE stream,
+        # a slow upstream call) before running the shutdown; bound it.
+        timeout_graceful_shutdown=settings.server.shutdown_timeout,
     )
 
 

@@ -71,6 +71,12 @@ class ServerSettings(Section):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     data_dir: Path = Path("var")
+    shutdown_timeout: int = Field(
+        default=10,
+        ge=1,
+        le=600,
+        description="seconds open responses (live streams) get before shutdown cuts them",
+    )
 
 
 class ConnectionStrings(Section):
@@ -590,7 +596,7 @@ class AlertingSettings(Section):
 
 
 class DashboardSettings(Section):
-    """The admin metrics API: bounds on what one query may ask for."""
+    """The admin metrics API (bounds on what one query may ask for) and the live hub."""
 
     max_window: float = Field(
         default=7 * 86400.0,
@@ -608,6 +614,25 @@ class DashboardSettings(Section):
     )
     slow_query_ms: float = Field(
         default=100.0, gt=0, description="ms; a database query taking longer is slow"
+    )
+    snapshot_interval: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=3600,
+        description="seconds between two MetricsSnapshot messages of the live hub",
+    )
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="live hub clients (WebSocket and SSE) at once; more are refused",
+    )
+    client_stall_timeout: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="seconds a live hub client may leave its full queue unread before "
+        "it is disconnected",
     )
 
 

@@ -29,6 +29,9 @@ from digitalme.monitoring.clock import Clock, SystemClock
 from digitalme.monitoring.dashboard.api import MetricsReaders, metrics_routes
 from digitalme.monitoring.dashboard.business import BusinessReader
 from digitalme.monitoring.dashboard.figures import HostFigures
+from digitalme.monitoring.dashboard.hub import Hub
+from digitalme.monitoring.dashboard.hub_routes import hub_routes
+from digitalme.monitoring.dashboard.hub_snapshot import LiveSnapshot
 from digitalme.monitoring.dashboard.overview import Overview
 from digitalme.monitoring.dashboard.performance import PerformanceReader
 from digitalme.monitoring.dashboard.security import SecurityReader
@@ -227,6 +230,22 @@ class Monitoring:
                 active_alerts=self._active_alerts,
             ),
         )
+        # The live hub: pushes health, alerts, security events and snapshots to admins.
+        self.hub = Hub(
+            self.bus,
+            clock=self.clock,
+            snapshot=LiveSnapshot(
+                self.aggregator,
+                interval=dashboard.snapshot_interval,
+                clock=self.clock,
+                active_alerts=self._active_alert_count,
+            ),
+            redactor=self.redactor,
+            health_status=self.health.prober.status,
+            max_connections=dashboard.max_connections,
+            stall_timeout=dashboard.client_stall_timeout,
+            strict=strict,
+        )
         # Delivery: one notifier per enabled channel, and the dispatcher of the outbox.
         self.notifiers: dict[str, Notifier] = build_notifiers(
             settings.notifications, clock=self.clock
@@ -279,6 +298,9 @@ class Monitoring:
     def _active_alerts(self) -> list[dict[str, Any]]:
         return [] if self.alerts is None else [a.to_dict() for a in self.alerts.active_alerts()]
 
+    def _active_alert_count(self) -> int:
+        return 0 if self.alerts is None else len(self.alerts.active_alerts())
+
     async def start(self) -> None:
         if self._running:
             return
@@ -300,6 +322,7 @@ class Monitoring:
             await self.alerts.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
+        self.hub.start()
         self._running = True
 
     async def _load_saved_rules(self, catalog: RuleCatalog) -> None:
@@ -315,6 +338,7 @@ class Monitoring:
         """Drain everything captured so far into the sinks, then stop."""
         if not self._running:
             return
+        await self.hub.stop()
         await self.health.stop()
         if self.alerts is not None:
             await self.alerts.stop()
@@ -336,7 +360,8 @@ class Monitoring:
         self, authorize: Authorize, *, identify: IdentifyCaller | None = None
     ) -> list[BaseRoute]:
         """Routes to mount on the app: the health endpoints, ``/metrics`` unless it is
-        disabled or on its own port, and the admin alert, notification and metrics API.
+        disabled or on its own port, the admin alert, notification and metrics API, and
+        the live hub (``/hubs/metrics``, WebSocket, and ``/hubs/metrics/events``, SSE).
 
         ``authorize`` tells whether a request is an admin's: admins may read the
         metrics (as may a configured scrape token) and see health details.
@@ -361,6 +386,7 @@ class Monitoring:
             identify=who,
             strict=self.strict,
         )
+        routes += hub_routes(self.hub, who, strict=self.strict)
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         return routes
 
