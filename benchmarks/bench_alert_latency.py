@@ -130,25 +130,31 @@ class SlackStandIn:
 def start_server(directory: Path, slack_url: str) -> tuple[subprocess.Popen[bytes], str]:
     rules = directory / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES))
-    config = directory / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "server": {"data_dir": str(directory / "var")},
-                "security": {"trusted_proxies": ["127.0.0.1"]},
-                "alerting": {"rule_files": [str(rules)]},
-                "notifications": {"slack": {"enabled": True, "webhook_url": slack_url}},
-            }
-        )
+    return serve(
+        directory,
+        {
+            "security": {"trusted_proxies": ["127.0.0.1"]},
+            "alerting": {"rule_files": [str(rules)]},
+            "notifications": {"slack": {"enabled": True, "webhook_url": slack_url}},
+        },
     )
+
+
+def serve(
+    directory: Path, settings: dict[str, Any], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``digitalme serve`` on CPU 0 with ``settings`` (YAML), data under ``directory``."""
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump({"server": {"data_dir": str(directory / "var")}, **settings}))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALME")}
-    env["DIGITALME_CONFIG"] = str(config)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALME")}
+    environment.update(env or {})
+    environment["DIGITALME_CONFIG"] = str(config)
     command = [sys.executable, "-m", "digitalme", "serve", "--port", str(port)]
     process = subprocess.Popen(  # noqa: S603 (fixed argv)
         pinned(SERVER_CPU, command),
         cwd=directory,
-        env=env,
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

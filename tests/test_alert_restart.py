@@ -62,7 +62,10 @@ class Receiver:
 
 
 def describe(request: ReceivedRequest) -> str:
-    body = request.json()
+    try:
+        body = request.json()
+    except ValueError:  # cut short: the process was killed while sending it
+        return "incomplete request"
     if request.path == SLACK_PATH:
         return f"slack: {body['text']}"
     [alert] = body["alerts"]
