@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-import structlog
+from digitalme.monitoring.outages import Outages
 
 __all__ = ["FigureSource", "Figures", "HostFigures"]
-
-log = structlog.get_logger("digitalme.monitoring.dashboard")
 
 Figures = Mapping[str, int | float | None]
 FigureSource = Callable[[], Awaitable[Figures]]
@@ -33,7 +31,12 @@ class HostFigures:
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
         self._sources: dict[str, FigureSource] = {}
-        self._failing: set[str] = set()
+        self._outages = Outages(
+            "digitalme.monitoring.dashboard",
+            failed="host_figures_failed",
+            recovered="host_figures_recovered",
+            key="figures",
+        )
 
     def register(self, name: str, source: FigureSource) -> None:
         """Add (or replace) the source of ``name``."""
@@ -50,11 +53,7 @@ class HostFigures:
         try:
             figures = dict(await asyncio.wait_for(source(), self.timeout))
         except Exception as exc:
-            if name not in self._failing:
-                self._failing.add(name)
-                log.warning("host_figures_failed", figures=name, error=type(exc).__name__)
+            self._outages.failed(name, type(exc).__name__)
             return None
-        if name in self._failing:
-            self._failing.discard(name)
-            log.info("host_figures_recovered", figures=name)
+        self._outages.recovered(name)
         return figures

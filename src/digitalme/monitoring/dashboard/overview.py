@@ -23,16 +23,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-import structlog
-
 from digitalme.monitoring.dashboard.system import ProcessStats
 from digitalme.monitoring.dashboard.timewindow import TimeWindow
 from digitalme.monitoring.health.endpoints import report_body
 from digitalme.monitoring.health.model import HealthReport
+from digitalme.monitoring.outages import Outages
 
 __all__ = ["Overview", "WindowReader"]
-
-log = structlog.get_logger("digitalme.monitoring.dashboard")
 
 
 class WindowReader(Protocol):
@@ -56,7 +53,9 @@ class Overview:
         self._sections = list(sections)
         self._health = health
         self._active_alerts = active_alerts
-        self._failing: set[str] = set()
+        self._outages = Outages(
+            "digitalme.monitoring.dashboard", failed="dashboard_section_failed", key="section"
+        )
 
     async def read(self, window: TimeWindow) -> dict[str, Any]:
         names = [name for name, _ in self._sections]
@@ -75,7 +74,7 @@ class Overview:
                     raise result  # cancellation and the like are not a section's failure
                 body[name] = self._failed(name, result)
                 continue
-            self._failing.discard(name)
+            self._outages.recovered(name)
             body[name] = (
                 report_body(result, details=True) if isinstance(result, HealthReport) else result
             )
@@ -83,7 +82,5 @@ class Overview:
         return body
 
     def _failed(self, name: str, error: Exception) -> dict[str, str]:
-        if name not in self._failing:
-            self._failing.add(name)
-            log.warning("dashboard_section_failed", section=name, error=type(error).__name__)
+        self._outages.failed(name, type(error).__name__)
         return {"error": type(error).__name__}

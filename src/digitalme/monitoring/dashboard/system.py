@@ -36,13 +36,11 @@ from datetime import datetime
 from typing import Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # types-psutil not installed
-import structlog
 
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.outages import Outages
 
 __all__ = ["ProcessStats"]
-
-log = structlog.get_logger("digitalme.monitoring.dashboard")
 
 
 class ProcessStats:
@@ -56,7 +54,12 @@ class ProcessStats:
         self._clock = clock
         self._process = process if process is not None else psutil.Process()
         self._cpu_primed = False
-        self._failing: set[str] = set()
+        self._outages = Outages(
+            "digitalme.monitoring.dashboard",
+            failed="process_reading_failed",
+            recovered="process_reading_recovered",
+            key="reading",
+        )
         self.started_at: datetime = clock.now()
         self._started_monotonic = clock.monotonic()
 
@@ -114,11 +117,7 @@ class ProcessStats:
         try:
             value = read()
         except Exception as exc:
-            if name not in self._failing:
-                self._failing.add(name)
-                log.warning("process_reading_failed", reading=name, error=repr(exc))
+            self._outages.failed(name, repr(exc))
             return None
-        if name in self._failing:
-            self._failing.discard(name)
-            log.info("process_reading_recovered", reading=name)
+        self._outages.recovered(name)
         return value

@@ -34,6 +34,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]  # types-psutil not 
 import structlog
 
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.outages import Outages
 from digitalme.monitoring.telemetry.client import TelemetryClient
 
 
@@ -88,7 +89,12 @@ class SystemSampler:
         if psutil.POSIX:
             readings.append(("open_fds", self._open_fds))
         self._readings = readings
-        self._failing: set[str] = set()
+        self._outages = Outages(
+            "digitalme.telemetry.system",
+            failed="system_reading_failed",
+            recovered="system_reading_recovered",
+            key="reading",
+        )
         self._latest: dict[str, float] = {}
         self.latest_at: float | None = None  # epoch seconds of the latest sample
         self.samples_taken = 0
@@ -114,13 +120,9 @@ class SystemSampler:
             try:
                 produced = read()
             except Exception as exc:
-                if reading not in self._failing:
-                    self._failing.add(reading)
-                    _log().warning("system_reading_failed", reading=reading, error=repr(exc))
+                self._outages.failed(reading, repr(exc))
                 continue
-            if reading in self._failing:
-                self._failing.discard(reading)
-                _log().info("system_reading_recovered", reading=reading)
+            self._outages.recovered(reading)
             for key, name, dims, value in produced:
                 values[key] = value
                 self._client.track_metric(name, value, dims)
