@@ -24,7 +24,8 @@ class ServeProcess:
     Inherited ``DIGITALME_*`` variables are dropped so the developer's own
     settings never leak in. ``start()`` waits until the API answers; ``kill()``
     is SIGKILL (a crash: nothing is flushed); ``stop()`` is SIGTERM and returns
-    the combined output.
+    the combined output. The output goes to a file in ``cwd``, not a pipe: a pipe
+    nobody reads fills up (64 KiB of access log) and blocks the server's writes.
     """
 
     def __init__(self, cwd: Path, env: dict[str, str], port: int | None = None) -> None:
@@ -33,18 +34,25 @@ class ServeProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALME")}
         self._env.update(env)
-        self.process: subprocess.Popen[str] | None = None
-        self.output = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = cwd / f"serve-{self.port}.log"
+
+    @property
+    def output(self) -> str:
+        """What the process printed so far (stdout and stderr)."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
 
     def start(self) -> Self:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "digitalme", "serve", "--port", str(self.port)],
-            cwd=self.cwd,
-            env=self._env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "digitalme", "serve", "--port", str(self.port)],
+                cwd=self.cwd,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             try:
@@ -52,7 +60,6 @@ class ServeProcess:
                 return self
             except httpx.TransportError:
                 if self.process.poll() is not None:
-                    self.output += self.process.communicate()[0]
                     raise AssertionError(f"server exited early:\n{self.output}") from None
                 time.sleep(0.1)
         self.kill()
@@ -62,7 +69,7 @@ class ServeProcess:
         """SIGKILL, as a crash or the OOM killer would."""
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
-            self.output += self.process.communicate()[0]
+            self.process.wait()
 
     def stop(self) -> str:
         """SIGTERM, wait for the graceful shutdown, and return the output."""
@@ -71,11 +78,10 @@ class ServeProcess:
             return self.output
         process.send_signal(signal.SIGTERM)
         try:
-            output, _ = process.communicate(timeout=15)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-            output, _ = process.communicate()
-        self.output += output
+            process.wait()
         return self.output
 
     def __enter__(self) -> Self:

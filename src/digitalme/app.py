@@ -142,7 +142,9 @@ def create_app(
             user = await session.get(User, principal.user_id)
         return Caller.admin(user.email if user is not None else f"user:{principal.user_id}")
 
-    app.router.routes[:0] = monitoring.routes(authorize_admin, identify=identify_admin)
+    app.router.routes[:0] = monitoring.routes(
+        authorize_admin, identify=identify_admin, sign_in_path="/api/auth/login"
+    )
 
     def identify(scope: Scope) -> str | None:
         headers = Headers(scope=scope)

@@ -596,7 +596,12 @@ class AlertingSettings(Section):
 
 
 class DashboardSettings(Section):
-    """The admin metrics API (bounds on what one query may ask for) and the live hub."""
+    """The admin metrics API (bounds on what one query may ask for), the live hub and the
+    web dashboard page."""
+
+    page_enabled: bool = Field(
+        default=True, description="serve the web dashboard at /dashboard (admins sign in)"
+    )
 
     max_window: float = Field(
         default=7 * 86400.0,

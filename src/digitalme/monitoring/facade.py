@@ -33,6 +33,7 @@ from digitalme.monitoring.dashboard.hub import Hub
 from digitalme.monitoring.dashboard.hub_routes import hub_routes
 from digitalme.monitoring.dashboard.hub_snapshot import LiveSnapshot
 from digitalme.monitoring.dashboard.overview import Overview
+from digitalme.monitoring.dashboard.page import page_routes
 from digitalme.monitoring.dashboard.performance import PerformanceReader
 from digitalme.monitoring.dashboard.security import SecurityReader
 from digitalme.monitoring.dashboard.series import SeriesReader
@@ -357,16 +358,23 @@ class Monitoring:
         self._running = False
 
     def routes(
-        self, authorize: Authorize, *, identify: IdentifyCaller | None = None
+        self,
+        authorize: Authorize,
+        *,
+        identify: IdentifyCaller | None = None,
+        sign_in_path: str | None = None,
     ) -> list[BaseRoute]:
         """Routes to mount on the app: the health endpoints, ``/metrics`` unless it is
-        disabled or on its own port, the admin alert, notification and metrics API, and
-        the live hub (``/hubs/metrics``, WebSocket, and ``/hubs/metrics/events``, SSE).
+        disabled or on its own port, the admin alert, notification and metrics API,
+        the live hub (``/hubs/metrics``, WebSocket, and ``/hubs/metrics/events``, SSE)
+        and, given the host's ``sign_in_path``, the web dashboard (``/dashboard``).
 
         ``authorize`` tells whether a request is an admin's: admins may read the
         metrics (as may a configured scrape token) and see health details.
         ``identify`` tells the admin API who is asking (401, 403, or an admin's
         name for ``resolved_by``); without it a refused ``authorize`` is a 401.
+        ``sign_in_path`` is the host's login route, which the page posts
+        ``{"email", "password"}`` to (see :mod:`.dashboard.page`).
         """
         routes = self.health.routes(authorize)
         metrics = self.settings.metrics
@@ -388,6 +396,11 @@ class Monitoring:
         )
         routes += hub_routes(self.hub, who, strict=self.strict)
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
+        dashboard = self.settings.dashboard
+        if sign_in_path is not None and dashboard.page_enabled:
+            routes += page_routes(
+                sign_in_path=sign_in_path, snapshot_interval=dashboard.snapshot_interval
+            )
         return routes
 
     def middleware(self, app: ASGIApp) -> ASGIApp:

@@ -251,6 +251,10 @@ async def test_requests_through_the_app_are_charted(
     failed = await series(client, admin, **route, dims="route=GET /api/personality/{profile_id}")
     assert values(failed) == [3.0]
     assert values(await series(client, admin, **route, dims="success=false")) == [3.0]
+    # a value ending in * is a prefix: every 4xx, every answer of one route family
+    assert values(await series(client, admin, **route, dims="status_code=4*")) == [3.0]
+    assert values(await series(client, admin, **route, dims="route=GET /api/pers*")) == [10.0]
+    assert values(await series(client, admin, **route, dims="status_code=5*")) == [0.0]
 
 
 async def test_unknown_metric_is_an_empty_series(

@@ -9,6 +9,7 @@ need single events (unique IPs, top IPs) are null without a store.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +190,20 @@ async def test_known_traffic_gives_exact_figures(
             "rate_limit_violations": {"count": 4, "unique_ips": None},
             "top_offending_ips": None,
         }
-    assert {key: value for key, value in body.items() if key not in ("window", "source")} == (
-        expected
-    )
+    shown = {k: v for k, v in body.items() if k not in ("window", "source", "recent_events")}
+    assert shown == expected
+    if not stored:
+        assert body["recent_events"] is None
+        return
+    # every one of the 19 events (fewer than RECENT_EVENTS), newest first, in the hub's shape
+    recent = body["recent_events"]
+    assert len(recent) == sum(ip["events"] for ip in EXPECTED["top_offending_ips"])
+    assert [event["at"] for event in recent] == sorted((e["at"] for e in recent), reverse=True)
+    by_type = Counter(event["event_type"] for event in recent)
+    assert by_type["SqlInjection"] == 2
+    assert by_type["LoginFailed"] == 4
+    assert set(recent[0]) == {"event_type", "severity", "details", "client_ip", "at"}
+    assert not any(PASSWORD in event["details"] for event in recent)
 
 
 @pytest.mark.parametrize("monitoring", ["store"], indirect=True)
@@ -231,6 +243,13 @@ async def test_only_events_in_the_window_are_counted(
         "invalid_key_attempts": 0,
     }
     assert last["top_offending_ips"] == [{"ip": late, "events": 1, "types": {"SqlInjection": 1}}]
+    [recent] = last["recent_events"]
+    assert (recent["event_type"], recent["client_ip"], recent["at"]) == (
+        "SqlInjection",
+        late,
+        iso(1200),
+    )
+    assert recent["severity"] == "Critical"
 
     both = await security(client, admin, start=iso(0))
     assert both["threat_detections"]["SqlInjection"] == 3

@@ -13,7 +13,9 @@ Every figure is counted from recorded telemetry (the plan's
                           "TokenExpired": 0, "Forbidden": 1, "total": 5}},
      "api_key_usage": {"active_keys": 2, "requests_via_api_key": 3, "invalid_key_attempts": 2},
      "top_offending_ips": [{"ip": "203.0.113.5", "events": 4,
-                            "types": {"RateLimit": 3, "SqlInjection": 1}}, ...]}
+                            "types": {"RateLimit": 3, "SqlInjection": 1}}, ...],
+     "recent_events": [{"event_type": "SqlInjection", "severity": "Critical",
+                        "details": "...", "client_ip": "203.0.113.5", "at": ISO}, ...]}
 
 Where the numbers come from:
 
@@ -32,16 +34,21 @@ Where the numbers come from:
   without reading the event's text.
 * active API keys: the host's ``api_keys`` figures (:mod:`.figures`); null when
   the host registered none or its source failed.
+* ``recent_events``: the latest :data:`RECENT_EVENTS` stored security events in
+  the window, newest first, every severity, their details as stored (redacted by
+  the pipeline), in the live hub's ``SecurityEvent`` shape.
 
 Without a telemetry store (``source: live``) the per-type counts and the metrics
 come from the live aggregates (the last ``telemetry.live_window_seconds``), and
-what needs single events, ``unique_ips`` and ``top_offending_ips``, is null.
+what needs single events, ``unique_ips``, ``top_offending_ips`` and
+``recent_events``, is null.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -54,6 +61,7 @@ __all__ = [
     "API_KEY_METHOD",
     "CREDENTIAL_METRIC",
     "LOGIN_METRIC",
+    "RECENT_EVENTS",
     "SECURITY_EVENTS_METRIC",
     "THREAT_TYPES",
     "TOP_IPS",
@@ -82,6 +90,8 @@ UNAUTHORIZED_TYPES: tuple[str, ...] = (
     "Forbidden",  # a valid identity without the role
 )
 TOP_IPS = 10
+RECENT_EVENTS = 20
+"""How many of the latest security events ``recent_events`` lists."""
 
 
 class LoginOutcome(StrEnum):
@@ -115,9 +125,10 @@ class SecurityReader:
                 where={"event_type": RATE_LIMIT},
             )
             top: list[dict[str, Any]] | None = await self._top_ips(window)
+            recent: list[dict[str, Any]] | None = await self._recent(window)
         else:
             by_type = self._live(SECURITY_EVENTS_METRIC, window, "EventType", {})
-            unique_ips = top = None
+            unique_ips = top = recent = None
         logins = await self._metric(LOGIN_METRIC, window, "outcome", {})
         keys = await self._metric(CREDENTIAL_METRIC, window, "outcome", {"method": API_KEY_METHOD})
         unauthorized = {kind: by_type.get(kind, 0) for kind in UNAUTHORIZED_TYPES}
@@ -142,6 +153,7 @@ class SecurityReader:
                 "invalid_key_attempts": keys.get(CredentialOutcome.REFUSED, 0),
             },
             "top_offending_ips": top,
+            "recent_events": recent,
         }
 
     async def _stored_types(self, window: TimeWindow) -> dict[str, int]:
@@ -172,6 +184,22 @@ class SecurityReader:
         for (ip, kind), count in pairs:  # largest first, so each "types" is too
             types[str(ip)][str(kind)] = _whole(count)
         return [{"ip": ip, "events": events, "types": types[ip]} for ip, events in ranked]
+
+    async def _recent(self, window: TimeWindow) -> list[dict[str, Any]]:
+        assert self.queries is not None
+        rows = await self.queries.recent(
+            ItemKind.SECURITY_EVENT, RECENT_EVENTS, since=window.start, until=window.end
+        )
+        return [
+            {
+                "event_type": row["event_type"],
+                "severity": row["severity"],
+                "details": row["details"],
+                "client_ip": row["client_ip"],
+                "at": datetime.fromtimestamp(row["ts"], UTC).isoformat(),
+            }
+            for row in rows
+        ]
 
     async def _metric(
         self,

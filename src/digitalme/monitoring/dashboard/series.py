@@ -39,7 +39,7 @@ from digitalme.monitoring.dashboard.errors import InvalidParameter
 from digitalme.monitoring.dashboard.timewindow import TimeWindow
 from digitalme.monitoring.durations import format_duration, parse_duration
 from digitalme.monitoring.storage.queries import Aggregation as StoredAggregation
-from digitalme.monitoring.storage.queries import TelemetryQueries, bucket_value
+from digitalme.monitoring.storage.queries import TelemetryQueries, bucket_value, dims_match
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.sketch import Bucket
 
@@ -79,10 +79,12 @@ def parse_aggregation(text: str | None) -> Aggregation:
 
 
 def parse_dims(text: str | None) -> dict[str, str]:
-    """``route=GET /api/personality,status_code=200`` as equality filters.
+    """``route=GET /api/personality,status_code=200`` as filters.
 
     Pairs are separated by commas, key and value by the first ``=``; spaces around
-    both are dropped (not inside: ``GET /x`` stays whole). A key appears once.
+    both are dropped (not inside: ``GET /x`` stays whole). A key appears once. A
+    value is matched exactly, or, ending in ``*``, as a prefix: ``status_code=5*``
+    selects every 5xx answer.
     """
     if text is None or not text.strip():
         return {}
@@ -243,10 +245,8 @@ class SeriesReader:
         for key, buckets in self.aggregator.live_buckets().items():
             if key.name != name:
                 continue
-            if dims:
-                labels = key.dims()
-                if any(labels.get(k) != v for k, v in dims.items()):
-                    continue
+            if dims and not dims_match(key.dims(), dims):
+                continue
             for start, bucket in buckets.items():
                 if window.start <= start < window.end:
                     steps[min(int((start - window.start) // step), count - 1)].merge(bucket)

@@ -308,15 +308,19 @@ class TelemetryQueries:
         limit: int,
         *,
         since: float | None = None,
+        until: float | None = None,
         where: Mapping[str, object] | None = None,
     ) -> list[dict[str, Any]]:
-        """The latest ``limit`` items of ``kind`` (newest first) as column dicts."""
+        """The latest ``limit`` items of ``kind`` (newest first) as column dicts, of
+        those in ``[since, until)`` when given."""
         if not 1 <= limit <= MAX_RECENT:
             raise QueryError("limit", f"must be between 1 and {MAX_RECENT}")
         table = _item_table(kind)
         statement = select(table).where(*_filters(table, where))
         if since is not None:
             statement = statement.where(table.c.ts >= since)
+        if until is not None:
+            statement = statement.where(table.c.ts < until)
         statement = statement.order_by(table.c.ts.desc(), table.c.id.desc()).limit(limit)
         async with self.engine.connect() as connection:
             result = await connection.execute(statement)
@@ -393,11 +397,22 @@ async def _series(
         select(table.c.id, table.c.dimensions).where(table.c.name == name)
     )
     wanted = dict(where or {})
-    return {
-        series_id: dims
-        for series_id, dims in result
-        if all(dims.get(key) == value for key, value in wanted.items())
-    }
+    return {series_id: dims for series_id, dims in result if dims_match(dims, wanted)}
+
+
+def dims_match(dims: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """Whether a series' ``dims`` pass the filters ``wanted``: equal values, or, for a
+    value ending in ``*``, any value that starts with what precedes it (``5*``)."""
+    for key, value in wanted.items():
+        found = dims.get(key)
+        if found is None:
+            return False
+        if value.endswith("*"):
+            if not found.startswith(value[:-1]):
+                return False
+        elif found != value:
+            return False
+    return True
 
 
 def bucket_value(aggregation: Aggregation, bucket: Bucket, seconds: float) -> float | None:
