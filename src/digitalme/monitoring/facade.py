@@ -63,6 +63,7 @@ from digitalme.monitoring.telemetry.sampling import Sampler
 from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import TelemetrySink
 from digitalme.monitoring.telemetry.system import SystemSampler
+from digitalme.monitoring.telemetry.users import ActiveUsers
 from digitalme.settings import Settings
 
 log = structlog.get_logger("digitalme.monitoring")
@@ -128,6 +129,7 @@ class Monitoring:
         self.aggregator = Aggregator(
             self.registry, telemetry.bucket_seconds, telemetry.live_window_seconds
         )
+        self.users = ActiveUsers(telemetry.live_window_seconds)
         self.redactor = Redactor(
             settings.custom_telemetry.sensitive_data_fields, telemetry.max_property_length
         )
@@ -135,6 +137,7 @@ class Monitoring:
             clock=self.clock,
             buffer=self.buffer,
             registry=self.registry,
+            users=self.users,
             aggregator=self.aggregator,
             enricher=Enricher(
                 settings.custom_telemetry.global_properties,
@@ -158,6 +161,7 @@ class Monitoring:
                 target_per_second=telemetry.adaptive_target_items_per_second,
             ),
             bus=self.bus,
+            users=self.users,
             strict=strict,
         )
         self.performance = PerformanceMonitor(self.client, self.clock)
@@ -213,7 +217,7 @@ class Monitoring:
             slow_query_ms=dashboard.slow_query_ms,
         )
         self.security_reader = SecurityReader(self.series, self.host_figures)
-        self.business_reader = BusinessReader(self.series)
+        self.business_reader = BusinessReader(self.series, self.users)
         self.metrics_readers = MetricsReaders(
             series=self.series,
             stats=self.process_stats,

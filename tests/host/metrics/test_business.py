@@ -3,9 +3,9 @@
 Four users act over eleven minutes on the fake clock: they create, update and
 read personality profiles and start conversations with a persona answered by a
 fake Messages API on loopback. The scenario runs with the real SQLite telemetry
-store (``source: store``) and without a store (``source: live``): the profile and
-conversation counts are the same, and the active users, which need the stored
-request items, are null without a store.
+store (``source: store``) and without a store (``source: live``): every figure is
+the same (active users come from per-minute sketches of every request, stored or
+live).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import pytest
 
 from accounts import Account, MakeAccount
 from digitalme.monitoring.facade import Monitoring
+from digitalme.monitoring.telemetry.items import ItemKind
+from digitalme.monitoring.telemetry.sampling import Sampler
 from digitalme.monitoring.telemetry.sinks import SeriesKey
 from digitalme.monitoring.testing import FakeClock, InMemorySink
 from digitalme.settings import Role
@@ -155,8 +157,6 @@ async def test_known_traffic_gives_exact_figures(
     assert body["source"] == ("store" if stored else "live")
     assert body["window"] == {"start": iso(0), "end": iso(660)}
     expected = EXPECTED
-    if not stored:  # distinct users need the stored request items
-        expected = {**EXPECTED, "active_users": {"current": None, "peak": None, "total": None}}
     assert {key: value for key, value in body.items() if key not in ("window", "source")} == (
         expected
     )
@@ -198,11 +198,7 @@ async def test_a_quiet_window_is_zeros_and_nulls(
     client: httpx.AsyncClient, admin: Account, monitoring: Monitoring
 ) -> None:
     body = await business(client, admin)
-    stored = monitoring.store is not None
-    zero_users = {"current": 0, "peak": 0, "total": 0}
-    assert body["active_users"] == (
-        zero_users if stored else {"current": None, "peak": None, "total": None}
-    )
+    assert body["active_users"] == {"current": 0, "peak": 0, "total": 0}
     assert body["personality_profiles"] == {"created": 0, "updated": 0, "queried": 0}
     assert body["conversations"] == {"started": 0, "completed": None, "average_length": None}
 
@@ -247,3 +243,21 @@ async def test_the_host_records_bounded_metrics(
         SeriesKey("business.profiles", (("action", "queried"),)): 4,
         SeriesKey("business.conversations", (("event", "started"),)): 2,
     }
+
+
+@pytest.mark.parametrize("monitoring", ["store"], indirect=True)
+async def test_active_users_count_requests_that_sampling_left_out(
+    client: httpx.AsyncClient,
+    admin: Account,
+    make_account: MakeAccount,
+    monitoring: Monitoring,
+    clock: FakeClock,
+    fake_claude: FakeAnthropic,
+) -> None:
+    monitoring.client.sampler = Sampler(0.01, adaptive=False)  # keeps 1 request in 10,000
+    await generate_traffic(client, make_account, monitoring, clock, fake_claude)
+    assert monitoring.store is not None
+    stored = await monitoring.store.query.count_items(ItemKind.REQUEST, 0, T0.timestamp() + 660)
+    assert stored <= 2  # of about thirty requests (more than 2 kept: p < 1e-8)
+    body = await business(client, admin, start=iso(0), end=iso(660))
+    assert body["active_users"] == EXPECTED["active_users"]

@@ -23,6 +23,7 @@ TABLES = {
     "telemetry_metric_series",
     "telemetry_metric_buckets",
     "telemetry_rollups",
+    "telemetry_active_users",
     "telemetry_alerts",
     "telemetry_alert_events",
     "telemetry_silences",
@@ -31,7 +32,7 @@ TABLES = {
     "telemetry_delivery_attempts",
     "telemetry_alembic_version",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _diff(connection: Connection) -> list[object]:

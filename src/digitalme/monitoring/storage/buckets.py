@@ -1,9 +1,27 @@
 """Reading metric buckets: resolution choice and stitching of roll-up levels.
 
 Roll-ups (:mod:`.retention`) record in ``telemetry_rollups`` up to where each
-coarse level is complete. A query at resolution R reads R buckets up to that
-point and the next finer level after it, down to the 10 s buckets for the newest
-minutes: every part of a window is read once, from the coarsest level that has it.
+coarse level is complete (``done_until``). A read at resolution R is made of
+*segments* ``(level, first start, last start)``, each reading the ``level``
+buckets whose start is in ``[first, last)``; together they cover the window
+once, with no bucket counted twice or missed at their boundaries:
+
+- :func:`segments` (per-step reads, explicit resolutions): R buckets up to
+  R's ``done_until`` and the next finer level after it, down to the 10 s buckets
+  for the newest minutes.
+- :func:`window_segments` (a whole window merged into one bucket): every level
+  coarser than R also serves the *whole* periods it holds inside the window,
+  coarsest first, between its earliest stored bucket and its ``done_until``;
+  the edges around them, cut at the next finer level's period boundaries, and
+  what no roll-up covers yet are read as :func:`segments` would. A 24 h window
+  at 60 s thus reads about 23 hour buckets and at most 120 minute buckets per
+  series, not 1,440.
+
+Every boundary between two segments is a multiple of the coarser one's level
+(and so of every finer one), so a coarse bucket holds exactly the finer buckets
+starting in its period: the merge equals reading everything at R (as long as
+the roll-ups are right; a fine bucket updated after its period was rolled up is
+seen at the fine level only, see :mod:`.retention`).
 """
 
 from __future__ import annotations
@@ -13,7 +31,7 @@ import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TypeVar
 
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import BigInteger, RowMapping, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.storage import schema
@@ -22,6 +40,7 @@ RESOLUTIONS = schema.RESOLUTIONS
 YIELD_EVERY = 256  # rows decoded between two yields to the event loop
 
 Segment = tuple[int, float, float]  # resolution, first start (inclusive), last start (exclusive)
+Span = tuple[float, float]  # a level's whole periods on hand: earliest start, done until
 T = TypeVar("T")
 
 
@@ -37,31 +56,31 @@ async def cooperatively(rows: Sequence[T]) -> AsyncIterator[T]:
         yield row
 
 
+async def _earliest(connection: AsyncConnection, resolution: int) -> float | None:
+    table = schema.metric_buckets
+    statement = select(func.min(table.c.start)).where(table.c.resolution == resolution)
+    earliest: float | None = (await connection.execute(statement)).scalar()
+    return earliest
+
+
+async def _done(connection: AsyncConnection) -> dict[int, float]:
+    result = await connection.execute(select(schema.rollups))
+    return {row.resolution: row.done_until for row in result}
+
+
 async def choose_resolution(
     connection: AsyncConnection, allowed: Sequence[int], start: float
 ) -> int:
     """The finest allowed resolution whose buckets reach back to ``start``, else the finest."""
-    table = schema.metric_buckets
     for resolution in allowed:
-        earliest = (
-            await connection.execute(
-                select(func.min(table.c.start)).where(table.c.resolution == resolution)
-            )
-        ).scalar()
+        earliest = await _earliest(connection, resolution)
         if earliest is not None and earliest <= start:
             return resolution
     return allowed[0]
 
 
-async def segments(
-    connection: AsyncConnection, resolution: int, start: float, end: float
-) -> list[Segment]:
-    """Which level to read for which part of ``[start, end)``, coarsest first.
-
-    A level serves up to where its roll-up is done; the finest serves the rest.
-    """
-    result = await connection.execute(select(schema.rollups))
-    done = {row.resolution: row.done_until for row in result}
+def stitch(resolution: int, start: float, end: float, done: Mapping[int, float]) -> list[Segment]:
+    """:func:`segments` given the roll-up marks ``done`` (resolution -> done until)."""
     parts: list[Segment] = []
     cursor = start
     for level in reversed(RESOLUTIONS[: RESOLUTIONS.index(resolution) + 1]):
@@ -72,6 +91,122 @@ async def segments(
     return parts
 
 
+async def segments(
+    connection: AsyncConnection, resolution: int, start: float, end: float
+) -> list[Segment]:
+    """Which level to read for which part of ``[start, end)``, coarsest first.
+
+    A level serves up to where its roll-up is done; the finest serves the rest.
+    """
+    return stitch(resolution, start, end, await _done(connection))
+
+
+def _ceil(value: float, level: int) -> float:
+    return math.ceil(value / level) * level if math.isfinite(value) else value
+
+
+def _floor(value: float, level: int) -> float:
+    return math.floor(value / level) * level if math.isfinite(value) else value
+
+
+def whole_periods(
+    resolution: int,
+    start: float,
+    end: float,
+    done: Mapping[int, float],
+    spans: Mapping[int, Span],
+) -> list[Segment]:
+    """:func:`window_segments` given the roll-up marks and each coarse level's ``spans``.
+
+    The coarsest level in ``spans`` serves its whole periods inside ``[start, end)``
+    and its span; the parts before and after them are split the same way by the
+    next finer level, and what is left is :func:`stitch`-ed at ``resolution``.
+    Segments come in time order.
+    """
+    if start >= end:
+        return []
+    for level in sorted((level for level in spans if level > resolution), reverse=True):
+        earliest, until = spans[level]
+        lower = max(_ceil(start, level), _ceil(earliest, level))
+        upper = min(_floor(end, level), _floor(until, level))
+        if lower < upper:
+            finer = {key: span for key, span in spans.items() if key < level}
+            return [
+                *whole_periods(resolution, start, lower, done, finer),
+                (level, lower, upper),
+                *whole_periods(resolution, upper, end, done, finer),
+            ]
+    return stitch(resolution, start, end, done)
+
+
+async def window_segments(
+    connection: AsyncConnection, resolution: int, start: float, end: float
+) -> list[Segment]:
+    """The segments of a whole-window read of ``[start, end)`` at ``resolution``: the
+    same buckets as :func:`segments`, read from the coarsest level that has them whole."""
+    done = await _done(connection)
+    spans: dict[int, Span] = {}
+    for level in RESOLUTIONS:
+        if level > resolution and level in done:
+            earliest = await _earliest(connection, level)
+            if earliest is not None:  # retention may have deleted the oldest periods
+                spans[level] = (earliest, done[level])
+    return whole_periods(resolution, start, end, done, spans)
+
+
+async def read_segments(
+    connection: AsyncConnection,
+    series: Mapping[int, object],
+    parts: Sequence[Segment],
+    *,
+    sketch: bool,
+    merged: bool = False,
+) -> list[RowMapping]:
+    """Stored buckets of ``series`` in each of the ``parts``, in their order.
+
+    The sketch column is read only when asked: counts and sums need no decoding.
+    ``merged`` (without sketches) adds up every series' buckets of one start in
+    the database: one row per start (``start``, ``count``, ``sum``, ``min``,
+    ``max``, ``resolution``) instead of one per series and instance.
+    """
+    table = schema.metric_buckets
+    rows: list[RowMapping] = []
+    for level, lower, upper in parts:
+        where = (
+            table.c.series_id.in_(sorted(series)),
+            table.c.resolution == level,
+            table.c.start >= lower,
+            table.c.start < upper,
+        )
+        if merged and not sketch:
+            statement = (
+                select(
+                    table.c.start,
+                    # PostgreSQL sums BIGINT as NUMERIC (a Decimal): keep it an integer
+                    cast(func.sum(table.c.count), BigInteger).label("count"),
+                    func.sum(table.c.sum).label("sum"),
+                    func.min(table.c.min).label("min"),
+                    func.max(table.c.max).label("max"),
+                    func.max(table.c.resolution).label("resolution"),
+                )
+                .where(*where)
+                .group_by(table.c.start)
+                .order_by(table.c.start)
+            )
+        else:
+            columns = [table.c.series_id, table.c.start, table.c.count, table.c.sum]
+            columns += [table.c.min, table.c.max, table.c.resolution]
+            if sketch:
+                columns.append(table.c.sketch)
+            statement = (
+                select(*columns)
+                .where(*where)
+                .order_by(table.c.series_id, table.c.start, table.c.instance)
+            )
+        rows.extend((await connection.execute(statement)).mappings())
+    return rows
+
+
 async def read_buckets(
     connection: AsyncConnection,
     series: Mapping[int, object],
@@ -80,23 +215,12 @@ async def read_buckets(
     end: float,
     *,
     sketch: bool,
+    merged: bool = False,
 ) -> list[RowMapping]:
     """Stored buckets of ``series`` starting in ``[start, end)``, stitched at ``resolution``.
 
-    The sketch column is read only when asked: counts and sums need no decoding.
+    The sketch column is read only when asked: counts and sums need no decoding;
+    ``merged`` as for :func:`read_segments`.
     """
-    table = schema.metric_buckets
-    columns = [table.c.series_id, table.c.start, table.c.count, table.c.sum]
-    columns += [table.c.min, table.c.max, table.c.resolution]
-    if sketch:
-        columns.append(table.c.sketch)
-    rows: list[RowMapping] = []
-    for level, lower, upper in await segments(connection, resolution, start, end):
-        statement = (
-            select(*columns)
-            .where(table.c.series_id.in_(sorted(series)), table.c.resolution == level)
-            .where(table.c.start >= lower, table.c.start < upper)
-            .order_by(table.c.series_id, table.c.start, table.c.instance)
-        )
-        rows.extend((await connection.execute(statement)).mappings())
-    return rows
+    parts = await segments(connection, resolution, start, end)
+    return await read_segments(connection, series, parts, sketch=sketch, merged=merged)

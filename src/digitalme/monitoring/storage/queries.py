@@ -1,16 +1,23 @@
 """Reading the telemetry store: metric windows and series, item counts (total, grouped,
-distinct values, in a window or per step), recent items.
+distinct values in a window), active-user sketches, recent items.
 
 Metric queries merge stored buckets (counts and sums add, sketches merge, so
 percentiles stay within the sketch's 1% relative error). A bucket belongs to a
 window ``[start, end)`` when its *start* does: align windows to the resolution
 for exact edges; adjacent windows never count a bucket twice.
 
-Resolution: the finest of 10 s (windows up to 6 h, at most 2,160 buckets per
-series), 60 s (up to 7 days, 10,080) or 3600 s (beyond), moved to a coarser one
-when retention has already removed the finer buckets at the window's start. A
-coarse query is *stitched* (:mod:`.buckets`), so the newest minutes are never
-missing from a long window.
+Resolution: the finest of 10 s (windows up to 6 h), 60 s (up to 7 days) or
+3600 s (beyond), moved to a coarser one when retention has already removed the
+finer buckets at the window's start. A coarse query is *stitched*
+(:mod:`.buckets`), so the newest minutes are never missing from a long window.
+The resolution decides which buckets a window holds (those starting in it);
+:meth:`TelemetryQueries.metric_window` without an explicit resolution then reads
+the whole minutes and hours inside the window from the 60 s and 3600 s roll-ups
+where they are done, and only the edges and what is not rolled up yet at the
+resolution: the same merge (counts, sums, extremes, sketch bins), from about 23
+hour buckets and at most 120 minute buckets per series for a day instead of
+1,440 (:func:`.buckets.window_segments`). :meth:`TelemetryQueries.metric_points`
+reads each step at the resolution, stitched.
 """
 
 from __future__ import annotations
@@ -27,7 +34,14 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from digitalme.monitoring.storage import schema
-from digitalme.monitoring.storage.buckets import choose_resolution, cooperatively, read_buckets
+from digitalme.monitoring.storage.buckets import (
+    choose_resolution,
+    cooperatively,
+    read_buckets,
+    read_segments,
+    segments,
+    window_segments,
+)
 from digitalme.monitoring.storage.errors import QueryError
 from digitalme.monitoring.storage.merging import BucketMerger
 from digitalme.monitoring.telemetry.items import ItemKind
@@ -37,7 +51,6 @@ RESOLUTIONS = schema.RESOLUTIONS
 SPAN_LIMITS: Mapping[int, float] = {10: 6 * 3600.0, 60: 7 * 86400.0, 3600: math.inf}
 """Longest window (seconds) each resolution serves when the caller gives none."""
 MAX_RECENT = 10_000
-MAX_STEPS = 110_000  # a year (the longest dashboard window) of 5-minute steps
 PROPERTY_PREFIX = "properties."
 """A ``column`` of :meth:`TelemetryQueries.count_distinct` starting with this names a
 property: ``"properties.AuthenticatedUserId"`` is the user of the item's request."""
@@ -98,7 +111,9 @@ class TelemetryQueries:
         the values of the ``group_by`` dimensions ("" when a series lacks one),
         sorted. Groups without data are left out, so no data at all gives ``[]``.
         The merged bucket's ``start`` is ``start`` and its ``resolution`` the window
-        length rounded up.
+        length rounded up. Without ``resolution``, one is chosen as the module says
+        and the whole minutes and hours inside the window come from the roll-ups;
+        an explicit one reads every bucket at it (stitched).
         """
         _check_window(start, end)
         if resolution is not None and resolution not in RESOLUTIONS:
@@ -108,11 +123,14 @@ class TelemetryQueries:
             series = await _series(connection, name, where)
             if not series:
                 return []
-            if resolution is None:
+            if resolution is None:  # the same buckets, whole periods read from roll-ups
                 allowed = [r for r in RESOLUTIONS if SPAN_LIMITS[r] >= end - start]
                 resolution = await choose_resolution(connection, allowed, start)
+                parts = await window_segments(connection, resolution, start, end)
+            else:
+                parts = await segments(connection, resolution, start, end)
             keys = {sid: tuple(dims.get(d, "") for d in group_by) for sid, dims in series.items()}
-            rows = await read_buckets(connection, keys, resolution, start, end, sketch=True)
+            rows = await read_segments(connection, keys, parts, sketch=True)
             async for row in cooperatively(rows):
                 group = groups.get(keys[row["series_id"]])
                 if group is None:
@@ -162,8 +180,15 @@ class TelemetryQueries:
                 allowed = [r for r in RESOLUTIONS if r >= fits[-1]]
                 resolution = await choose_resolution(connection, allowed, start)
                 keys = dict.fromkeys(series, ())
+                # without sketches, the database adds up the series of each start
                 rows = await read_buckets(
-                    connection, keys, resolution, start, end, sketch=bool(sketches)
+                    connection,
+                    keys,
+                    resolution,
+                    start,
+                    end,
+                    sketch=bool(sketches),
+                    merged=not sketches,
                 )
                 async for row in cooperatively(rows):
                     index = min(int((row["start"] - start) // step), points - 1)
@@ -266,41 +291,21 @@ class TelemetryQueries:
         async with self.engine.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
 
-    async def count_distinct_by_step(
-        self,
-        kind: ItemKind | str,
-        column: str,
-        step: float,
-        start: float,
-        end: float,
-        *,
-        where: Mapping[str, object] | None = None,
-    ) -> list[tuple[float, int]]:
-        """As :meth:`count_distinct`, once per step of ``step`` seconds, oldest first, as
-        ``(step start, count)`` with empty steps as 0.
-
-        Steps are counted back from ``end`` (``[end - step, end)`` is the last), so the
-        newest step is always whole; the first one is cut at ``start`` when the window
-        is no multiple of ``step``. At most :data:`MAX_STEPS` steps.
-        """
+    async def active_user_sketches(self, start: float, end: float) -> list[tuple[float, bytes]]:
+        """``(minute, serialized HLL sketch)`` of every instance's minutes starting in
+        ``[start, end)``, oldest first (:mod:`~digitalme.monitoring.telemetry.users`)."""
         _check_window(start, end)
-        if not step > 0 or not math.isfinite(step):
-            raise QueryError("step", "must be a positive number of seconds")
-        steps = math.ceil((end - start) / step)
-        if steps > MAX_STEPS:
-            raise QueryError("step", f"gives {steps} steps, more than {MAX_STEPS}")
-        table = _item_table(kind)
-        target = _distinct_target(table, column)
-        origin = end - steps * step  # at or before start: every step is [origin + i step, ...)
-        index = _FloorOfPositive((table.c.ts - origin) / step).label("step")
+        table = schema.active_users
         statement = (
-            select(index, func.count(target.distinct()))
-            .where(table.c.ts >= start, table.c.ts < end, *_filters(table, where))
-            .group_by(index)
+            select(table.c.minute, table.c.sketch)
+            .where(table.c.minute >= start, table.c.minute < end)
+            .order_by(table.c.minute)
         )
         async with self.engine.connect() as connection:
-            counts = {int(i): int(count) for i, count in await connection.execute(statement)}
-        return [(max(start, origin + i * step), counts.get(i, 0)) for i in range(steps)]
+            return [
+                (float(minute), bytes(sketch))
+                for minute, sketch in await connection.execute(statement)
+            ]
 
     async def recent(
         self,

@@ -191,6 +191,12 @@ async def _delete_expired(
                 table.delete().where(table.c.resolution == level, table.c.start < limit)
             )
             buckets += max(result.rowcount, 0)
+        # the active users' minute sketches live as long as the minute buckets
+        users = schema.active_users
+        result = await connection.execute(
+            users.delete().where(users.c.minute < now - keep_days[60] * DAY)
+        )
+        buckets += max(result.rowcount, 0)
     return items, buckets
 
 

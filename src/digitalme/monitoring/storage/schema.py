@@ -102,6 +102,14 @@ security_events = _item_table(
     Column("user_id", String, nullable=True),
     indexes=("event_type",),
 )
+# migration 0003: the security figures count per (address, type) from the index alone
+Index(
+    "ix_telemetry_security_events_ts_ip_type",
+    security_events.c.ts,
+    security_events.c.client_ip,
+    security_events.c.event_type,
+    security_events.c.weight,
+)
 
 ITEM_TABLES: dict[ItemKind, Table] = {
     ItemKind.REQUEST: requests,
@@ -146,6 +154,16 @@ rollups = Table(
     Column("resolution", Integer, primary_key=True),
     # every bucket of this resolution starting before done_until has been rolled up
     Column("done_until", Double, nullable=False),
+)
+
+# migration 0003: one HyperLogLog sketch of the active users per minute and instance
+# (digitalme.monitoring.telemetry.users), upserted whole like the metric buckets
+active_users = Table(
+    "telemetry_active_users",
+    metadata,
+    Column("minute", Double, primary_key=True),
+    Column("instance", String, primary_key=True),
+    Column("sketch", LargeBinary, nullable=False),
 )
 
 # -- alerting (migration 0002) -------------------------------------------------

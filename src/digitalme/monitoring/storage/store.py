@@ -222,10 +222,16 @@ class TelemetryStore:
                 for key, bucket in batch.buckets
                 if bucket.count > 0
             }
+            # cumulative like buckets: the latest sketch of a minute wins
+            latest = {float(minute): bytes(sketch) for minute, sketch in batch.users}
+            user_rows = [
+                {"minute": minute, "instance": batch.instance, "sketch": sketch}
+                for minute, sketch in sorted(latest.items())
+            ]
         except Exception as exc:
             raise StoreWriteError(exc, permanent=True) from None
         try:
-            await self._write(rows_by_table, buckets, batch.instance)
+            await self._write(rows_by_table, buckets, batch.instance, user_rows)
         except _REFUSED as exc:
             raise StoreWriteError(exc, permanent=True) from None
         except Exception as exc:
@@ -242,6 +248,7 @@ class TelemetryStore:
         rows_by_table: Mapping[Table, list[tuple[Any, ...]]],
         buckets: Mapping[tuple[SeriesKey, int, float], Bucket],
         instance: str,
+        user_rows: list[Row],
     ) -> None:
         if buckets:
             await self.series_ids({key for key, _, _ in buckets})
@@ -254,19 +261,24 @@ class TelemetryStore:
             key=_bucket_order,
         )
         if self._writer is not None:
-            await asyncio.to_thread(self._write_sqlite, self._writer, rows_by_table, bucket_rows)
+            await asyncio.to_thread(
+                self._write_sqlite, self._writer, rows_by_table, bucket_rows, user_rows
+            )
             return
         async with self.engine.begin() as connection:
             if rows_by_table:
                 await self._copy(connection, rows_by_table)
             if bucket_rows:
                 await connection.execute(self.bucket_upsert(), bucket_rows)
+            if user_rows:
+                await connection.execute(self.users_upsert(), user_rows)
 
     def _write_sqlite(
         self,
         writer: Engine,
         rows_by_table: Mapping[Table, list[tuple[Any, ...]]],
         bucket_rows: list[Row],
+        user_rows: list[Row],
     ) -> None:
         """One transaction on a worker thread (see :func:`create_sqlite_writer`); the items
         go in multi-row statements of at most SQLite's parameter limit each."""
@@ -281,6 +293,8 @@ class TelemetryStore:
                     )
             if bucket_rows:
                 connection.execute(self.bucket_upsert(), bucket_rows)
+            if user_rows:
+                connection.execute(self.users_upsert(), user_rows)
 
     def _multirow_insert(self, table: Table, count: int) -> str:
         if count != self._rows_per_insert[table]:
@@ -307,6 +321,15 @@ class TelemetryStore:
         return statement.on_conflict_do_update(
             index_elements=[table.c.series_id, table.c.resolution, table.c.start, table.c.instance],
             set_={name: excluded[name] for name in ("count", "sum", "min", "max", "sketch")},
+        )
+
+    def users_upsert(self) -> Any:
+        """The dialect's upsert of active-user sketches (a newer sketch replaces the stored one)."""
+        table = schema.active_users
+        statement = self.dialect_insert(table)
+        return statement.on_conflict_do_update(
+            index_elements=[table.c.minute, table.c.instance],
+            set_={"sketch": statement.excluded.sketch},
         )
 
     async def series_ids(self, keys: Iterable[SeriesKey]) -> Mapping[SeriesKey, int]:

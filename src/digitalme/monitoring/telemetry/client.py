@@ -35,6 +35,7 @@ from digitalme.monitoring.telemetry.items import (
 )
 from digitalme.monitoring.telemetry.sampling import Sampler
 from digitalme.monitoring.telemetry.series import MetricSeries, RejectReason, SeriesRegistry
+from digitalme.monitoring.telemetry.users import ActiveUsers
 
 log = structlog.get_logger("digitalme.telemetry")
 
@@ -87,9 +88,11 @@ class TelemetryClient:
         registry: SeriesRegistry,
         sampler: Sampler | None = None,
         bus: EventBus | None = None,
+        users: ActiveUsers | None = None,
         strict: bool = False,
     ) -> None:
         self._clock = clock
+        self.users = users
         self._buffer = buffer
         self._registry = registry
         self.sampler = sampler or Sampler()
@@ -179,7 +182,10 @@ class TelemetryClient:
                 REQUEST_DURATION, REQUEST_DIMENSIONS, (name, status_code, ok), duration_ms
             )
             context = current_context.get()
-            weight = self.sampler.weight(context, self._clock.time())
+            now = self._clock.time()
+            if self.users is not None and context is not None and context.user_id is not None:
+                self.users.add(context.user_id, now)  # every request: before sampling
+            weight = self.sampler.weight(context, now)
             if not weight:
                 return  # the common case under load: nothing more to build
             self._buffer.submit(

@@ -35,6 +35,7 @@ from digitalme.monitoring.telemetry.redaction import Redactor
 from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sink_worker import SinkWorker
 from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch, TelemetrySink
+from digitalme.monitoring.telemetry.users import ActiveUsers
 
 log = structlog.get_logger("digitalme.telemetry")
 
@@ -56,6 +57,7 @@ class TelemetryPipeline:
         enricher: Enricher,
         redactor: Redactor,
         sinks: Sequence[TelemetrySink] = (),
+        users: ActiveUsers | None = None,
         tick: float = 0.25,
         flush_interval: float = 1.0,
         instance: str = "",
@@ -64,6 +66,7 @@ class TelemetryPipeline:
         self.buffer = buffer
         self.registry = registry
         self.aggregator = aggregator
+        self.users = users
         self.enricher = enricher
         self.redactor = redactor
         self.tick = tick
@@ -122,6 +125,8 @@ class TelemetryPipeline:
         self.aggregator.fold_pending(now)
         self._record_self_metrics(now, len(items))
         self.aggregator.prune(now)
+        if self.users is not None:
+            self.users.prune(now)
         send_items = force or now - self._last_items_flush >= self.flush_interval
         send_buckets = send_items or now - self._last_buckets_flush >= MAX_BUCKET_LAG
         if not send_buckets:
@@ -130,6 +135,7 @@ class TelemetryPipeline:
             items=self._outgoing if send_items else [],
             buckets=self.aggregator.take_dirty(),
             instance=self.instance,
+            users=self.users.take_dirty() if self.users is not None else [],
         )
         if send_items:
             self._outgoing = []
@@ -175,5 +181,8 @@ class TelemetryPipeline:
 
 def _copy(batch: TelemetryBatch) -> TelemetryBatch:
     return TelemetryBatch(
-        items=list(batch.items), buckets=list(batch.buckets), instance=batch.instance
+        items=list(batch.items),
+        buckets=list(batch.buckets),
+        instance=batch.instance,
+        users=list(batch.users),
     )

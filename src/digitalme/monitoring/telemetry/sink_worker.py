@@ -63,6 +63,7 @@ class SinkWorker:
                 items=items[start : start + size],
                 buckets=batch.buckets if start == 0 else [],
                 instance=batch.instance,
+                users=batch.users if start == 0 else [],
             )
             self._append(chunk)
         self._idle.clear()
@@ -81,6 +82,7 @@ class SinkWorker:
             # Buckets are cumulative: keep their latest state by carrying them forward.
             successor = self._backlog[first]
             successor.buckets = [*oldest.buckets, *successor.buckets]
+            successor.users = [*oldest.users, *successor.users]
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"telemetry-sink-{self.sink.name}")

@@ -35,9 +35,12 @@ class TelemetryBatch:
     items: Sequence[AnyItem] = ()
     buckets: Sequence[tuple[SeriesKey, Bucket]] = field(default_factory=list)
     instance: str = ""
+    users: Sequence[tuple[float, bytes]] = field(default_factory=list)
+    """Active-user sketches that changed, ``(minute, serialized HLL)``, cumulative like
+    buckets (:mod:`.users`); sinks without a use for them ignore them."""
 
     def __len__(self) -> int:
-        return len(self.items) + len(self.buckets)
+        return len(self.items) + len(self.buckets) + len(self.users)
 
 
 class TelemetrySink(Protocol):
