@@ -24,8 +24,8 @@ import httpx
 from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from browser import launch  # noqa: E402
-from serve_process import ServeProcess  # noqa: E402
+from browser import launch
+from serve_process import ServeProcess
 
 ADMIN = "admin@localhost"
 PASSWORD = "a long admin password"
