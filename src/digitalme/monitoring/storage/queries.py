@@ -27,11 +27,8 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Integer, func, select
+from sqlalchemy import JSON, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from digitalme.monitoring.storage import schema
 from digitalme.monitoring.storage.buckets import (
@@ -361,23 +358,6 @@ def _distinct_target(table: Any, column: str) -> Any:
             raise QueryError("column", f"name a property after {PROPERTY_PREFIX!r}")
         return table.c.properties[name].as_string()
     return _comparable(table, column, "column")
-
-
-class _FloorOfPositive(FunctionElement[int]):
-    """``FLOOR(x)`` for ``x >= 0``: SQLite builds may lack FLOOR, and its CAST truncates."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(_FloorOfPositive)
-def _floor_default(element: _FloorOfPositive, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"FLOOR({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_FloorOfPositive, "sqlite")
-def _floor_sqlite(element: _FloorOfPositive, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
 
 
 def _filters(table: Any, where: Mapping[str, object] | None) -> list[Any]:

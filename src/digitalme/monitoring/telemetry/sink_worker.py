@@ -79,10 +79,12 @@ class SinkWorker:
             del self._backlog[first]
             self._pending_items -= len(oldest.items)
             self.dropped[f"sink_backlog:{self.sink.name}"] += len(oldest.items)
-            # Buckets are cumulative: keep their latest state by carrying them forward.
+            # Buckets and user sketches are cumulative: carry the latest state of each
+            # forward, once (a long outage must not pile up copies of the same minute).
             successor = self._backlog[first]
-            successor.buckets = [*oldest.buckets, *successor.buckets]
-            successor.users = [*oldest.users, *successor.users]
+            buckets = {(key, b.start): (key, b) for key, b in [*oldest.buckets, *successor.buckets]}
+            successor.buckets = list(buckets.values())
+            successor.users = list(dict([*oldest.users, *successor.users]).items())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"telemetry-sink-{self.sink.name}")

@@ -22,7 +22,7 @@ let api = null;
 let hub = null;
 let charts = null;
 let signOutTimer = null;
-const state = { window: "1h", chartStepMs: MIN_CHART_EVERY_MS, lastCharts: 0, lastSections: 0, lastHistory: 0, checks: [], securityRows: [] };
+const state = { window: "1h", chartStepMs: MIN_CHART_EVERY_MS, lastCharts: 0, lastSections: 0, lastHistory: 0, checks: [], securityRows: [], history: null, wasOffline: false };
 
 // ---- sign-in ---------------------------------------------------------------
 
@@ -103,7 +103,11 @@ function showConnection(connection) {
   const badge = $("connection");
   badge.dataset.state = connection;
   badge.textContent = { live: "live", connecting: "connecting…", offline: "reconnecting…" }[connection];
-  if (connection === "live") refreshAll(); // catch up on what happened while away
+  if (connection === "offline") state.wasOffline = true;
+  if (connection === "live" && state.wasOffline) {
+    state.wasOffline = false;
+    refreshAll(); // catch up on what happened while away
+  }
 }
 
 function banner(message) {
