@@ -641,6 +641,110 @@ class DashboardSettings(Section):
     )
 
 
+TIER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class BurnRateTier(Section):
+    """One multiwindow burn-rate alert: it fires while the error budget burns at least
+    ``factor`` times the sustainable rate over both ``long_window`` and ``short_window``."""
+
+    name: str = Field(pattern=TIER_NAME_PATTERN, description="the alert rule is slo_burn_<name>")
+    factor: float = Field(gt=0, le=10_000)
+    long_window: float = Field(ge=60, le=30 * 86400, description="seconds")
+    short_window: float = Field(ge=60, le=30 * 86400, description="seconds")
+    severity: Literal["Critical", "High", "Medium", "Low"] = "Critical"
+
+    @model_validator(mode="after")
+    def _short_inside_long(self) -> Self:
+        if self.short_window >= self.long_window:
+            raise ValueError("short_window must be shorter than long_window")
+        return self
+
+
+def _workbook_tiers() -> list[BurnRateTier]:
+    # The SRE workbook's multiwindow, multi-burn-rate tiers for a 30-day SLO.
+    return [
+        BurnRateTier(name="page_fast", factor=14.4, long_window=3600, short_window=300),
+        BurnRateTier(name="page_slow", factor=6.0, long_window=21600, short_window=1800),
+        BurnRateTier(
+            name="ticket_fast", factor=3.0, long_window=86400, short_window=7200, severity="Medium"
+        ),
+        BurnRateTier(
+            name="ticket_slow", factor=1.0, long_window=259200, short_window=21600, severity="Low"
+        ),
+    ]
+
+
+class SloSettings(Section):
+    """The availability objective: ``target`` percent of ``window_days``, measured on one
+    component's heartbeats (``overall``: the worst of all checks) from one source."""
+
+    target: float = Field(default=99.5, gt=0, lt=100, description="percent")
+    window_days: float = Field(default=30.0, ge=1, le=365, description="rolling window")
+    component: str = Field(default="overall", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    source: Literal["inside", "outside"] = Field(
+        default="inside",
+        description="inside: this service's own prober; outside: `digitalme watch`",
+    )
+    evaluation_interval: float = Field(
+        default=10.0, ge=0.05, le=3600, description="seconds between burn-rate computations"
+    )
+    burn_rate_alerts: bool = True
+    tiers: list[BurnRateTier] = Field(default_factory=_workbook_tiers, max_length=20)
+
+    @field_validator("tiers")
+    @classmethod
+    def _unique_names(cls, tiers: list[BurnRateTier]) -> list[BurnRateTier]:
+        names = [tier.name for tier in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError("tier names must be unique")
+        return tiers
+
+
+class UptimeRetentionSettings(Section):
+    """How long heartbeats and their buckets are kept, in days."""
+
+    heartbeats_days: float = Field(default=30.0, gt=0, le=3650)
+    minute_buckets_days: float = Field(default=14.0, ge=2, le=3650)
+    hour_buckets_days: float = Field(default=400.0, ge=8, le=3650)
+    day_buckets_days: float = Field(default=3650.0, ge=366, le=36500)
+    incidents_days: float = Field(default=3650.0, ge=1, le=36500)
+
+
+class StatusPageSettings(Section):
+    """The public status page (``/status``, ``/api/status``, ``/api/status/badge.svg``)."""
+
+    enabled: bool = True
+    title: str = Field(default="DigitalMe status", min_length=1, max_length=100)
+    components: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="check name -> public name; empty: every check under its own name",
+    )
+    hidden: list[str] = Field(default_factory=list, max_length=100, description="checks not shown")
+    source: Literal["inside", "outside"] = "inside"
+    cache_seconds: float = Field(default=10.0, ge=0, le=3600)
+
+
+class UptimeSettings(Section):
+    """Heartbeats, uptime windows, incidents, the SLO and the status page."""
+
+    enabled: bool = True
+    unknown: Literal["down", "excluded"] = Field(
+        default="down", description="time without heartbeats: counted as down, or left out"
+    )
+    unknown_after_intervals: float = Field(
+        default=3.0,
+        ge=1,
+        le=100,
+        description="a gap between heartbeats longer than this many probe intervals is unknown",
+    )
+    slo: SloSettings = SloSettings()
+    retention: UptimeRetentionSettings = UptimeRetentionSettings()
+    status_page: StatusPageSettings = StatusPageSettings()
+    retention_interval: float = Field(default=3600.0, ge=1, le=86400, description="seconds")
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -665,6 +769,7 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     alerting: AlertingSettings = AlertingSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    uptime: UptimeSettings = UptimeSettings()
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Self:

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from digitalme.monitoring.alerts import RuleFileError, load_rule_file, load_rules
-from digitalme.monitoring.alerts.defaults import DEFAULT_RULE_IDS, default_definitions
+from digitalme.monitoring.alerts.defaults import (
+    DEFAULT_RULE_IDS,
+    SLO_RULE_PREFIX,
+    default_definitions,
+)
 from digitalme.settings import load_settings
 
 GOOD = """
@@ -29,6 +33,10 @@ rules:
     operator: ">"
     threshold: 0.02
 """
+
+SLO_RULE_IDS = [
+    f"{SLO_RULE_PREFIX}{tier}" for tier in ("page_fast", "page_slow", "ticket_fast", "ticket_slow")
+]
 
 
 def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
@@ -82,7 +90,7 @@ def test_a_missing_file(tmp_path: Path) -> None:
 def test_load_rules_joins_the_defaults_and_the_files(tmp_path: Path) -> None:
     settings = load_settings(alerting={"rule_files": [str(write(tmp_path, GOOD))]})
     ids = [rule.id for rule in load_rules(settings)]
-    assert ids == [*DEFAULT_RULE_IDS, "checkout_latency", "errors"]
+    assert ids == [*DEFAULT_RULE_IDS, *SLO_RULE_IDS, "checkout_latency", "errors"]
 
 
 def test_a_file_may_not_reuse_a_default_id(tmp_path: Path) -> None:
@@ -93,7 +101,10 @@ def test_a_file_may_not_reuse_a_default_id(tmp_path: Path) -> None:
 
 
 def test_defaults_are_shipped_enabled_and_can_be_changed(tmp_path: Path) -> None:
-    assert [d["id"] for d in default_definitions(load_settings())] == list(DEFAULT_RULE_IDS)
+    assert [d["id"] for d in default_definitions(load_settings())] == [
+        *DEFAULT_RULE_IDS,
+        *SLO_RULE_IDS,
+    ]
     rules = {r.id: r for r in load_rules(load_settings())}
     assert all(rule.enabled for rule in rules.values())
     assert rules["http_latency_p95"].threshold == 2000

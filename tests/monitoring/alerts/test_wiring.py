@@ -18,7 +18,7 @@ from digitalme.monitoring.alerts import (
     Severity,
     SqlAlertStore,
 )
-from digitalme.monitoring.alerts.defaults import DEFAULT_RULE_IDS
+from digitalme.monitoring.alerts.defaults import DEFAULT_RULE_IDS, SLO_RULE_PREFIX
 from digitalme.monitoring.alerts.model import AlertCategory
 from digitalme.monitoring.facade import Monitoring, alert_route
 from digitalme.monitoring.notifiers import Router
@@ -30,12 +30,16 @@ from polling import eventually
 
 DEADLINE = 10.0  # seconds; a bound for waiting, never a timing assertion
 
+SLO_RULE_IDS = [
+    f"{SLO_RULE_PREFIX}{tier}" for tier in ("page_fast", "page_slow", "ticket_fast", "ticket_slow")
+]
+
 
 def test_built_from_settings_with_the_defaults(tmp_path: Path) -> None:
     monitoring = Monitoring(load_settings(server={"data_dir": str(tmp_path)}))
     assert isinstance(monitoring.alerts, AlertEngine)
     assert isinstance(monitoring.alerts.store, InMemoryAlertStore)
-    assert [rule.id for rule in monitoring.alerts.rules] == list(DEFAULT_RULE_IDS)
+    assert [rule.id for rule in monitoring.alerts.rules] == [*DEFAULT_RULE_IDS, *SLO_RULE_IDS]
     disabled = Monitoring(load_settings(alerting={"enabled": False}))
     assert disabled.alerts is None
 

@@ -30,9 +30,15 @@ TABLES = {
     "telemetry_alert_rules",
     "telemetry_deliveries",
     "telemetry_delivery_attempts",
+    "telemetry_uptime_components",
+    "telemetry_uptime_heartbeats",
+    "telemetry_uptime_buckets",
+    "telemetry_uptime_incidents",
+    "telemetry_maintenance_windows",
+    "telemetry_deployments",
     "telemetry_alembic_version",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _diff(connection: Connection) -> list[object]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from digitalme.monitoring.alerts.defaults import DEFAULT_RULE_IDS
+from digitalme.monitoring.alerts.defaults import is_default
 from digitalme.monitoring.alerts.engine import AlertEngine
 from digitalme.monitoring.alerts.errors import (
     FieldProblem,
@@ -86,7 +86,7 @@ class RuleCatalog:
 
     def describe(self, rule: AlertRule) -> dict[str, Any]:
         """The rule as the API shows it: its definition, ``source`` and who changed it last."""
-        base = "default" if rule.id in DEFAULT_RULE_IDS else "file"
+        base = "default" if is_default(rule.id) else "file"
         saved = self._saved.get(rule.id)
         body = rule.definition()
         body["source"] = "api" if saved is not None else base

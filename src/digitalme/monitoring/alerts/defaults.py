@@ -29,20 +29,35 @@ from typing import Any
 
 from digitalme.monitoring.alerts.errors import RuleFileError, RuleValidationError
 from digitalme.monitoring.alerts.rules import AlertRule, validate_rule
-from digitalme.settings import Settings
+from digitalme.monitoring.uptime.model import BURN_RATE_METRIC
+from digitalme.settings import Settings, SloSettings
 
-__all__ = ["DEFAULT_RULE_IDS", "default_definitions", "default_rules"]
+__all__ = [
+    "DEFAULT_RULE_IDS",
+    "SLO_RULE_PREFIX",
+    "burn_rate_rules",
+    "default_definitions",
+    "default_rules",
+    "is_default",
+]
+
+SLO_RULE_PREFIX = "slo_burn_"
 
 HEALTH_PROBES = 3
 """Consecutive failed probes before ``health_check_unhealthy`` fires."""
 
 
 def default_definitions(settings: Settings) -> list[dict[str, Any]]:
-    """The shipped rules as plain data, before the settings' overrides."""
+    """The shipped rules as plain data, before the settings' overrides: the six above and
+    one burn-rate rule per SLO tier (:func:`burn_rate_rules`) while uptime is on."""
     probe = settings.health.probe_interval
     live = float(settings.telemetry.live_window_seconds)
     health_window = min(HEALTH_PROBES * probe, live)
     health_points = max(1, min(HEALTH_PROBES, int(health_window // probe)))
+    uptime = settings.uptime
+    slo_rules = (
+        burn_rate_rules(uptime.slo) if uptime.enabled and uptime.slo.burn_rate_alerts else []
+    )
     return [
         {
             "id": "http_latency_p95",
@@ -152,7 +167,59 @@ def default_definitions(settings: Settings) -> list[dict[str, Any]]:
                 f"{health_points}"
             ),
         },
+        *slo_rules,
     ]
+
+
+def is_default(rule_id: str) -> bool:
+    """Whether ``rule_id`` is one of the shipped rules (burn-rate ones included)."""
+    return rule_id in DEFAULT_RULE_IDS or rule_id.startswith(SLO_RULE_PREFIX)
+
+
+def burn_rate_rules(settings: SloSettings) -> list[dict[str, Any]]:
+    """The SLO's burn-rate alert rules, ``slo_burn_<tier>`` (see :mod:`...uptime.slo`).
+
+    Each fires when the tier's burn rate (the smaller of its long- and
+    short-window rates, recorded by the SLO tracker) reaches the tier's factor.
+    It reads the last two evaluations (``max`` over twice
+    ``slo.evaluation_interval``, at least 20 s): it fires on the first
+    evaluation that reaches the factor and resolves once two have not.
+    """
+    window = max(20.0, 2.0 * settings.evaluation_interval)
+    return [
+        {
+            "id": f"{SLO_RULE_PREFIX}{tier.name}",
+            "name": f"Error budget burn ({tier.name})",
+            "description": (
+                f"The error budget of the {settings.target:g} % availability SLO burns at "
+                f"least {tier.factor:g}x the sustainable rate over {_span(tier.long_window)} "
+                f"and {_span(tier.short_window)}."
+            ),
+            "metric_name": BURN_RATE_METRIC,
+            "filters": {"tier": tier.name},
+            "aggregation": "max",
+            "operator": ">=",
+            "threshold": tier.factor,
+            "evaluation_window": window,
+            "no_data": "keep_state",
+            "severity": tier.severity,
+            "category": "Availability",
+            "title_template": f"Error budget burning ({tier.name})",
+            "description_template": (
+                "The error budget burns at {value:.1f}x the sustainable rate over both "
+                f"{_span(tier.long_window)} and {_span(tier.short_window)} "
+                "(threshold {threshold:g}x)"
+            ),
+        }
+        for tier in settings.tiers
+    ]
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"
 
 
 DEFAULT_RULE_IDS = (

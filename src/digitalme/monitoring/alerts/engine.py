@@ -144,6 +144,8 @@ class AlertEngine:
         self._muted: dict[str, Alert] = {}  # fingerprint -> resolved alert muting it
         self._dirty: dict[str, Alert] = {}  # alert id -> alert changed without an event
         self._silences: dict[str, Silence] = {}
+        # silences kept elsewhere (maintenance windows), asked for at each use
+        self.silence_source: Callable[[datetime], Iterable[Silence]] | None = None
         self._reader = WindowReader()
         self._source = LiveSource(
             aggregator.live_buckets(),
@@ -595,7 +597,7 @@ class AlertEngine:
     ) -> None:
         """Record an event of ``alert`` with its deliveries (suppressed when silenced)."""
         event = AlertEvent.of(alert, kind, at)
-        silenced = silenced_by(self._silences.values(), alert.labels, at) is not None
+        silenced = silenced_by(self._active_silences(at), alert.labels, at) is not None
         alert.silenced = silenced
         try:
             channels = list(dict.fromkeys(self.route(event, rule, tuple(alert.notified_channels))))
@@ -904,15 +906,28 @@ class AlertEngine:
     def active_alerts(self) -> list[Alert]:
         """Pending and firing alerts (copies), ``silenced`` computed now; oldest first."""
         at = self.clock.now()
+        silences = self._active_silences(at)
         found = []
         for alert in self._by_id.values():
             copy = snapshot(alert)
-            copy.silenced = silenced_by(self._silences.values(), alert.labels, at) is not None
+            copy.silenced = silenced_by(silences, alert.labels, at) is not None
             found.append(copy)
         return sorted(found, key=lambda alert: (alert.created_at, alert.id))
 
     def is_silenced(self, alert: Alert) -> bool:
-        return silenced_by(self._silences.values(), alert.labels, self.clock.now()) is not None
+        at = self.clock.now()
+        return silenced_by(self._active_silences(at), alert.labels, at) is not None
+
+    def _active_silences(self, at: datetime) -> list[Silence]:
+        found = list(self._silences.values())
+        if self.silence_source is not None:
+            try:
+                found.extend(self.silence_source(at))
+            except Exception:
+                if self.strict:
+                    raise
+                log.exception("silence_source_failed")
+        return found
 
     # -- silences ------------------------------------------------------------------------------
 

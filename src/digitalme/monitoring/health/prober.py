@@ -12,6 +12,9 @@ in flight is joined, and a check's ``min_interval`` is honoured), then
   payload :class:`HealthChange`), into telemetry as a
   ``System.Health.StatusChanged`` event, and into the log.
 
+and then hands the report to each listener (:meth:`HealthProber.add_listener`; the
+uptime recorder turns it into heartbeats).
+
 A round that fails for any reason is logged and counted in :attr:`HealthProber.errors`;
 the loop carries on. :meth:`HealthProber.stop` cancels a round in progress.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,6 +93,7 @@ class HealthProber:
         self._statuses: dict[str, HealthStatus] = {}
         self._recorded: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[HealthReport], Awaitable[object]]] = []
         self.rounds = 0
         self.errors = 0
 
@@ -104,12 +109,22 @@ class HealthProber:
         """The status of ``subject`` in the latest round (None before the first)."""
         return self._statuses.get(subject)
 
+    def add_listener(self, listener: Callable[[HealthReport], Awaitable[object]]) -> None:
+        """Await ``listener(report)`` after every round (its errors are logged and counted)."""
+        self._listeners.append(listener)
+
     async def probe(self) -> HealthReport:
         """One round: fresh results, recorded and compared with the previous round."""
         report = await self._runner.report(max_age=0.0)
         self.rounds += 1
         self._record(report)
         self._compare(report)
+        for listener in self._listeners:
+            try:
+                await listener(report)
+            except Exception:
+                self.errors += 1
+                log.exception("health_listener_failed")
         return report
 
     def start(self) -> None:

@@ -295,3 +295,108 @@ Index(
     delivery_attempts.c.delivery_id,
     delivery_attempts.c.at,
 )
+
+# -- uptime (migration 0004) ---------------------------------------------------
+# Heartbeats of every probed component (a health check, ``overall``, or a target of
+# ``digitalme watch``) from each source (``inside``: the service's own prober,
+# ``outside``: a watcher). Raw heartbeats are kept for a while; the time they cover
+# is folded into minute, hour and day buckets as they arrive (digitalme.monitoring.uptime).
+
+uptime_components = Table(
+    "telemetry_uptime_components",
+    metadata,
+    Column("component", String(100), primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("first_at", Double, nullable=False),
+    Column("last_at", Double, nullable=False),
+    Column("last_status", String(16), nullable=False),
+    Column("interval", Double, nullable=False),
+    Column("incident_id", String(36), nullable=True),
+)
+
+uptime_heartbeats = Table(
+    "telemetry_uptime_heartbeats",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("component", String(100), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("duration_ms", Double, nullable=True),
+    Column("interval", Double, nullable=False),
+    Column("failing", JSON, nullable=False),
+    Column("message", Text, nullable=False),
+)
+Index(
+    "ix_telemetry_uptime_heartbeats_component_source_at",
+    uptime_heartbeats.c.component,
+    uptime_heartbeats.c.source,
+    uptime_heartbeats.c.at,
+)
+Index("ix_telemetry_uptime_heartbeats_at", uptime_heartbeats.c.at)
+
+uptime_buckets = Table(
+    "telemetry_uptime_buckets",
+    metadata,
+    Column("component", String(100), primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("level", Integer, primary_key=True),  # 60, 3600 or 86400 seconds
+    Column("start", Double, primary_key=True),
+    Column("up_s", Double, nullable=False),
+    Column("degraded_s", Double, nullable=False),
+    Column("down_s", Double, nullable=False),
+    Column("unknown_s", Double, nullable=False),
+    Column("maintenance_s", Double, nullable=False),
+    Column("beats", Integer, nullable=False),
+    Column("failed_beats", Integer, nullable=False),
+    Column("duration_count", Integer, nullable=False),
+    Column("duration_sum", Double, nullable=False),
+    Column("duration_max", Double, nullable=True),
+    Column("duration_sketch", LargeBinary, nullable=True),
+)
+Index("ix_telemetry_uptime_buckets_level_start", uptime_buckets.c.level, uptime_buckets.c.start)
+
+uptime_incidents = Table(
+    "telemetry_uptime_incidents",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("component", String(100), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("cause", String(16), nullable=False),  # down | unknown
+    Column("started_at", Double, nullable=False),
+    Column("ended_at", Double, nullable=True),
+    Column("failing", JSON, nullable=False),
+    Column("description", Text, nullable=False),
+)
+Index(
+    "ix_telemetry_uptime_incidents_component_started_at",
+    uptime_incidents.c.component,
+    uptime_incidents.c.started_at,
+)
+Index("ix_telemetry_uptime_incidents_started_at", uptime_incidents.c.started_at)
+Index("ix_telemetry_uptime_incidents_ended_at", uptime_incidents.c.ended_at)
+
+maintenance_windows = Table(
+    "telemetry_maintenance_windows",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("components", JSON, nullable=False),
+    Column("starts_at", Double, nullable=False),
+    Column("ends_at", Double, nullable=False),
+    Column("recurrence", String(16), nullable=True),
+    Column("until", Double, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+deployments = Table(
+    "telemetry_deployments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("version", String(100), nullable=False),
+    Column("deployed_by", String(200), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("description", Text, nullable=False),
+)
+Index("ix_telemetry_deployments_at", deployments.c.at)
