@@ -64,6 +64,8 @@ from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import TelemetrySink
 from digitalme.monitoring.telemetry.system import SystemSampler
 from digitalme.monitoring.telemetry.users import ActiveUsers
+from digitalme.monitoring.uptime.service import UptimeMonitor
+from digitalme.monitoring.uptime.store import UptimeStore
 from digitalme.settings import Settings
 
 log = structlog.get_logger("digitalme.monitoring")
@@ -195,6 +197,19 @@ class Monitoring:
                 settings.alerting,
                 strict=strict,
             )
+        # Uptime: the prober's rounds become heartbeats; maintenance windows silence alerts.
+        self.uptime: UptimeMonitor | None = None
+        if store is not None and settings.uptime.enabled:
+            self.uptime = UptimeMonitor(
+                settings.uptime,
+                UptimeStore(store.engine),
+                clock=self.clock,
+                probe_interval=settings.health.probe_interval,
+                telemetry=self.client,
+            )
+            self.health.prober.add_listener(self.uptime.on_report)
+            if self.alerts is not None:
+                self.alerts.silence_source = self.uptime.calendar.silences
         self.strict = strict
         # The metrics API: vitals since start() (ProcessStats keeps the start time) and
         # series from the store when there is one, else from the live aggregates.
@@ -320,6 +335,8 @@ class Monitoring:
             self._stop_metrics_port = serve_on_port(
                 self.collector, metrics.port, self.settings.server.host
             )
+        if self.uptime is not None:
+            await self.uptime.start()
         self.health.start()
         if self.rule_catalog is not None:
             await self._load_saved_rules(self.rule_catalog)
@@ -345,6 +362,8 @@ class Monitoring:
             return
         await self.hub.stop()
         await self.health.stop()
+        if self.uptime is not None:
+            await self.uptime.stop()
         if self.alerts is not None:
             await self.alerts.stop()
         if self.dispatcher is not None:
