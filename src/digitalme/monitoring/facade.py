@@ -64,6 +64,7 @@ from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import TelemetrySink
 from digitalme.monitoring.telemetry.system import SystemSampler
 from digitalme.monitoring.telemetry.users import ActiveUsers
+from digitalme.monitoring.uptime.api import uptime_routes
 from digitalme.monitoring.uptime.service import UptimeMonitor
 from digitalme.monitoring.uptime.store import UptimeStore
 from digitalme.settings import Settings
@@ -419,6 +420,8 @@ class Monitoring:
         )
         routes += hub_routes(self.hub, who, strict=self.strict)
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
+        if self.uptime is not None:
+            routes += uptime_routes(self.uptime, who, strict=self.strict)
         dashboard = self.settings.dashboard
         if sign_in_path is not None and dashboard.page_enabled:
             routes += page_routes(
