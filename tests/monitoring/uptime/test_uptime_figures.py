@@ -246,3 +246,17 @@ def test_a_plan_covers_the_window_once_with_whole_buckets() -> None:
         assert cursor == -(-end // 60) * 60
         if start >= end - 14 * 86400:
             assert first - start < 60
+
+
+async def test_two_processes_recording_one_source_do_not_count_time_twice(
+    uptime_store: UptimeStore, clock: FakeClock
+) -> None:
+    # two uvicorn workers, each probing every 10 s, five seconds apart
+    first = HeartbeatRecorder(uptime_store, Source.INSIDE, MaintenanceCalendar())
+    second = HeartbeatRecorder(uptime_store, Source.INSIDE, MaintenanceCalendar())
+    for beat in beats(T0, T0 + 3600, 5):
+        recorder = first if round((beat.at - T0) / 5) % 2 == 0 else second
+        assert await recorder.record([beat])
+    figures = await last_hour(uptime_store, clock)
+    assert figures.totals.up == pytest.approx(3600.0)
+    assert figures.totals.unknown == 0.0

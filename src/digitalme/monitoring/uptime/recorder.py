@@ -1,9 +1,11 @@
 """The heartbeat recorder: turns heartbeats into stored time, buckets and incidents.
 
 One recorder per source (the service's prober records ``inside``, a watcher
-``outside``). It continues from the components' stored state, so a restart does
-not lose track: the gap while the process was away becomes unknown time when the
-first heartbeat after the restart arrives (:mod:`.coverage`).
+``outside``). Each batch continues from the components' state as stored, read
+again before the batch, so a restart does not lose track (the gap while the
+process was away becomes unknown time when the first heartbeat after it arrives,
+:mod:`.coverage`), and several processes recording the same source (uvicorn
+workers) interleave their heartbeats instead of counting the same time twice.
 
 Incidents follow the counted time: one opens with the first down span (or
 unknown span, when unknown counts as down) and closes where the next up or
@@ -64,7 +66,6 @@ class HeartbeatRecorder:
         self.unknown_after_intervals = unknown_after_intervals
         self.unknown_as_down = unknown_as_down
         self.states: dict[str, ComponentState] = {}
-        self._loaded = False
         self._outages = Outages(
             "digitalme.monitoring.uptime",
             failed="uptime_write_failed",
@@ -75,15 +76,13 @@ class HeartbeatRecorder:
         self.errors = 0
 
     async def load(self) -> None:
-        """Continue from the stored state (called by the first :meth:`record` if not before)."""
+        """Read the stored state (as :meth:`record` does before each batch)."""
         self.states = await self.store.load_states(self.source)
-        self._loaded = True
 
     async def record(self, beats: Sequence[Heartbeat]) -> bool:
         """Store ``beats`` (any order, several components); False when the store refused."""
         try:
-            if not self._loaded:
-                await self.load()
+            await self.load()
             batch, states = self._batch(beats)
             await self.store.write(batch)
         except Exception as exc:
