@@ -7,6 +7,7 @@ import { TimeChart } from "./charts.js";
 import * as fmt from "./format.js";
 import { Hub } from "./hub.js";
 import * as session from "./session.js";
+import * as uptime from "./uptime.js";
 
 const config = document.body.dataset;
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ const REQUESTS = "http.server.duration";
 const HEALTH_METRIC = "System.Health.Check.Available";
 const SECTIONS_EVERY_MS = 30000; // dashboard sections (performance, security, ...)
 const HEALTH_HISTORY_EVERY_MS = 60000;
+const UPTIME_EVERY_MS = SECTIONS_EVERY_MS; // uptime, error budget, deployment markers
 const MIN_CHART_EVERY_MS = 15000; // charts refresh every step, at most this often
 const MAX_SECURITY_ROWS = 50;
 
@@ -22,7 +24,7 @@ let api = null;
 let hub = null;
 let charts = null;
 let signOutTimer = null;
-const state = { window: "1h", chartStepMs: MIN_CHART_EVERY_MS, lastCharts: 0, lastSections: 0, lastHistory: 0, checks: [], securityRows: [], history: null, wasOffline: false };
+const state = { window: "1h", chartStepMs: MIN_CHART_EVERY_MS, lastCharts: 0, lastSections: 0, lastHistory: 0, lastUptime: 0, uptimeOff: false, checks: [], securityRows: [], history: null, wasOffline: false };
 
 // ---- sign-in ---------------------------------------------------------------
 
@@ -127,7 +129,7 @@ async function guarded(work) {
 }
 
 function refreshAll() {
-  state.lastCharts = state.lastSections = state.lastHistory = 0;
+  state.lastCharts = state.lastSections = state.lastHistory = state.lastUptime = 0;
   refreshDue();
 }
 
@@ -141,6 +143,11 @@ function refreshDue() {
   if (now - state.lastCharts >= state.chartStepMs) {
     state.lastCharts = now;
     guarded(loadCharts);
+  }
+  if (now - state.lastUptime >= UPTIME_EVERY_MS && !state.uptimeOff) {
+    state.lastUptime = now;
+    guarded(loadUptime);
+    guarded(loadDeployments);
   }
   if (now - state.lastHistory >= HEALTH_HISTORY_EVERY_MS && state.checks.length) {
     state.lastHistory = now;
@@ -411,13 +418,49 @@ async function loadCharts() {
   state.chartStepMs = Math.max(MIN_CHART_EVERY_MS, rate.step * 1000);
   // Each call ends at its own "now": line every series up on the rate's steps.
   const x = rate.points.map((p) => Date.parse(p.t) / 1000);
+  // the x axis runs to the call's "now", so that a deployment just made is on it
+  const range = [Date.parse(rate.start) / 1000, Date.parse(rate.end) / 1000];
   const column = (body) => {
     const byTime = new Map(body.points.map((p) => [Date.parse(p.t) / 1000, p.value]));
     return x.map((t) => (byTime.has(t) ? byTime.get(t) : null));
   };
-  charts.rate.setData(x, [column(rate)]);
-  charts.latency.setData(x, [column(p50), column(p95), column(p99)]);
-  charts.errors.setData(x, [column(e5), column(e4)]);
+  charts.rate.setData(x, [column(rate)], range);
+  charts.latency.setData(x, [column(p50), column(p95), column(p99)], range);
+  charts.errors.setData(x, [column(e5), column(e4)], range);
+}
+
+// ---- uptime, error budget and deployments --------------------------------------
+
+// Without uptime (`uptime.enabled: false`) its routes answer 404: say so, and stop asking.
+async function ifUptime(work) {
+  try {
+    await work();
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    state.uptimeOff = true;
+    uptime.showUptimeOff();
+  }
+}
+
+async function loadUptime() {
+  await ifUptime(async () => {
+    const [components, incidents, slo] = await Promise.all([
+      api.get("/api/uptime", { window: "24h" }),
+      api.get("/api/uptime/incidents", { window: uptime.INCIDENTS_WINDOW }),
+      api.get("/api/slo"),
+    ]);
+    uptime.showUptime(components);
+    uptime.showIncidents(incidents);
+    uptime.showBudget(slo);
+  });
+}
+
+async function loadDeployments() {
+  await ifUptime(async () => {
+    const body = await api.get("/api/deployments", { window: state.window });
+    const markers = uptime.deploymentMarkers(body);
+    for (const chart of Object.values(charts)) chart.setMarkers(markers);
+  });
 }
 
 // ---- boot ----------------------------------------------------------------------
