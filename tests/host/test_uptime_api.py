@@ -228,6 +228,8 @@ async def test_deployments_are_recorded_listed_and_deleted(
     assert made.status_code == 201, made.text
     deployment = made.json()["deployment"]
     assert deployment["deployed_by"] == admin.email
+    timeline = (await client.get("/api/uptime?window=1h", headers=admin.headers)).json()
+    assert [d["version"] for d in timeline["deployments"]] == ["1.4.2"]
     listed = (await client.get("/api/deployments?window=1h", headers=admin.headers)).json()
     assert [d["version"] for d in listed["deployments"]] == ["1.4.2"]
     assert (

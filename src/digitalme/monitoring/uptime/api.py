@@ -5,7 +5,8 @@ GET     /api/uptime                  per component: last status, uptime over 1 h
                                      24 h, 7 d, 30 d, 90 d and 365 d, and over
                                      ``window`` (default 24h); with ``component``
                                      also its buckets (uptime, average and P95
-                                     response time per minute, hour or day)
+                                     response time per minute, hour or day); and
+                                     the deployments in the window (markers)
 GET     /api/uptime/incidents        incidents overlapping ``window`` (default 30d),
                                      newest first, with MTTR and (per component) MTBF
 GET     /api/slo                     the SLO: error budget, consumed, remaining,
@@ -178,8 +179,15 @@ def uptime_routes(
             out.append(entry)
         if params.component is not None and not out:
             raise NotFound("component", params.component)
+        # the uptime timeline's markers: what was deployed in the window
+        deployed = await store.deployments(clock.time() - seconds, clock.time() + 1.0, MAX_LIMIT)
         return JSONResponse(
-            {"source": str(params.source), "window_seconds": seconds, "components": out}
+            {
+                "source": str(params.source),
+                "window_seconds": seconds,
+                "components": out,
+                "deployments": [d.to_dict() for d in deployed],
+            }
         )
 
     async def incidents(request: Request, caller: Caller) -> Response:
