@@ -66,6 +66,7 @@ from digitalme.monitoring.telemetry.system import SystemSampler
 from digitalme.monitoring.telemetry.users import ActiveUsers
 from digitalme.monitoring.uptime.api import uptime_routes
 from digitalme.monitoring.uptime.service import UptimeMonitor
+from digitalme.monitoring.uptime.status_page import status_routes
 from digitalme.monitoring.uptime.store import UptimeStore
 from digitalme.settings import Settings
 
@@ -422,6 +423,11 @@ class Monitoring:
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         if self.uptime is not None:
             routes += uptime_routes(self.uptime, who, strict=self.strict)
+        if self.uptime is not None and self.settings.uptime.status_page.enabled:
+            # The public status page: no sign-in, public names and figures only.
+            routes += status_routes(
+                self.uptime, self.settings.uptime.status_page, strict=self.strict
+            )
         dashboard = self.settings.dashboard
         if sign_in_path is not None and dashboard.page_enabled:
             routes += page_routes(
