@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from digitalme.cli_uptime import register as register_uptime_commands
 from digitalme.settings import BootstrapSettings, ConfigError, Role, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -345,6 +346,9 @@ def alerts_test(
     from digitalme.monitoring.alerts.commands import run_rule_tests
 
     raise typer.Exit(code=run_rule_tests(file, tests, _settings(config), typer.echo))
+
+
+register_uptime_commands(app)
 
 
 def main() -> None:
