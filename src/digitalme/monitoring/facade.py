@@ -208,6 +208,7 @@ class Monitoring:
                 clock=self.clock,
                 probe_interval=settings.health.probe_interval,
                 telemetry=self.client,
+                strict=strict,
             )
             self.health.prober.add_listener(self.uptime.on_report)
             if self.alerts is not None:

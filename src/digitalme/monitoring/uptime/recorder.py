@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from digitalme.monitoring.alerts.model import new_id
 from digitalme.monitoring.outages import Outages
@@ -46,6 +47,8 @@ log = structlog.get_logger("digitalme.monitoring.uptime")
 MAX_FAILING = 20
 """Check names kept on one incident."""
 _GOOD = (TimeState.UP, TimeState.DEGRADED)
+STORE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+"""What a failing store raises; anything else is a bug (raised when ``strict``)."""
 
 
 class HeartbeatRecorder:
@@ -59,8 +62,10 @@ class HeartbeatRecorder:
         *,
         unknown_after_intervals: float = 3.0,
         unknown_as_down: bool = True,
+        strict: bool = False,
     ) -> None:
         self.store = store
+        self.strict = strict  # tests: an error that is not the store's is raised
         self.source = source
         self.calendar = calendar
         self.unknown_after_intervals = unknown_after_intervals
@@ -87,6 +92,8 @@ class HeartbeatRecorder:
             await self.store.write(batch)
         except Exception as exc:
             self.errors += 1
+            if self.strict and not isinstance(exc, STORE_ERRORS):
+                raise
             self._outages.failed(str(self.source), type(exc).__name__)
             return False
         self._outages.recovered(str(self.source))

@@ -72,6 +72,7 @@ class UptimeMonitor:
         clock: Clock,
         probe_interval: float,
         telemetry: TelemetryClient | None = None,
+        strict: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,6 +85,7 @@ class UptimeMonitor:
             self.calendar,
             unknown_after_intervals=settings.unknown_after_intervals,
             unknown_as_down=settings.unknown == "down",
+            strict=strict,
         )
         self.reader = UptimeReader(store, self.calendar, settings, clock)
         self.slo = SloTracker(self.reader, settings.slo, clock, telemetry)

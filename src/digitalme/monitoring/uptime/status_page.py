@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -18,6 +17,7 @@ from starlette.routing import BaseRoute
 from digitalme.monitoring.access import error_response
 from digitalme.monitoring.named_route import NamedRoute
 from digitalme.monitoring.outages import Outages
+from digitalme.monitoring.uptime.recorder import STORE_ERRORS
 from digitalme.monitoring.uptime.service import UptimeMonitor
 from digitalme.monitoring.uptime.status import StatusBuilder, StatusCache, StatusView
 from digitalme.monitoring.uptime.status_render import (
@@ -46,8 +46,6 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-_STORE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
-"""What a failing store raises; anything else is a bug (raised when ``strict``)."""
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -77,7 +75,7 @@ def status_routes(
         try:
             view = await cache.get()
         except Exception as exc:
-            if strict and not isinstance(exc, _STORE_ERRORS):
+            if strict and not isinstance(exc, STORE_ERRORS):
                 raise
             outages.failed("status", type(exc).__name__)
             return None
