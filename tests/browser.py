@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from playwright.sync_api import Browser, Playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
 
 from conftest_servers import missing_binary
 from servers import ServerBinaryNotFound
@@ -41,3 +41,19 @@ def chromium_path() -> Path:
 
 def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
+class ConsoleTab:
+    """A browser tab on ``base_url``; ``errors`` keeps what its console reports as an error
+    or warning, and uncaught page errors (the page tests assert there are none)."""
+
+    def __init__(self, page: Page, base_url: str) -> None:
+        self.page = page
+        self.base_url = base_url
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.errors.append(f"{message.type}: {message.text}")

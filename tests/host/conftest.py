@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from accounts import JWT_SECRET, PASSWORD, Account, MakeAccount
+from browser import launch
 from conftest_servers import BACKENDS, backend_url
 from digitalme.app import create_app
 from digitalme.host.migrate import upgrade_async
@@ -110,3 +112,17 @@ def make_account(app: FastAPI, clock: FakeClock) -> MakeAccount:
         return Account(id=user.id, email=address, role=role, token=token)
 
     return make
+
+
+# The browser tests (dashboard, status page): one Chromium per test module.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = launch(playwright)
+    yield browser
+    browser.close()

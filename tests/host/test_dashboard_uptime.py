@@ -20,9 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Playwright, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Route, expect
 
-from browser import launch
 from host.test_dashboard_page import ADMIN_PASSWORD, LAPTOP, Dashboard, admin_headers
 from serve_process import ServeProcess
 
@@ -55,19 +54,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 @pytest.fixture(scope="module")
 def headers(server: ServeProcess) -> dict[str, str]:
     return admin_headers(server.base_url)
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = launch(playwright)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

@@ -1,31 +1,12 @@
-"""Fixtures for the telemetry store tests: a migrated store on SQLite and on PostgreSQL."""
+"""Fixtures for the telemetry store tests (the store itself: tests/monitoring/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
-
-from conftest_servers import BACKENDS, backend_url
-from digitalme.monitoring.storage import TelemetryStore
-from digitalme.monitoring.testing import FakeClock
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, str(tmp_path / "var" / "telemetry.db"))
-
-
-@pytest.fixture
-async def store(store_url: str, clock: FakeClock) -> AsyncIterator[TelemetryStore]:
-    store = await TelemetryStore.open(store_url, clock=clock)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

@@ -1,32 +1,13 @@
-"""Fixtures for the uptime tests: a migrated store (SQLite and PostgreSQL) and a recorder."""
+"""Fixtures for the uptime tests: the uptime tables of the migrated store (``store``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from conftest_servers import BACKENDS, backend_url
 from digitalme.monitoring.storage import TelemetryStore
-from digitalme.monitoring.testing import FakeClock
 from digitalme.monitoring.uptime.store import UptimeStore
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, str(tmp_path / "var" / "telemetry.db"))
-
-
 @pytest.fixture
-async def telemetry_store(store_url: str, clock: FakeClock) -> AsyncIterator[TelemetryStore]:
-    store = await TelemetryStore.open(store_url, clock=clock)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-def uptime_store(telemetry_store: TelemetryStore) -> UptimeStore:
-    return UptimeStore(telemetry_store.engine)
+def uptime_store(store: TelemetryStore) -> UptimeStore:
+    return UptimeStore(store.engine)

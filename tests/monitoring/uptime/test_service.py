@@ -28,9 +28,9 @@ def monitoring_on(store: TelemetryStore, clock: FakeClock) -> Monitoring:
 
 
 async def test_each_probe_round_records_a_heartbeat_per_check_and_overall(
-    telemetry_store: TelemetryStore, clock: FakeClock
+    store: TelemetryStore, clock: FakeClock
 ) -> None:
-    monitoring = monitoring_on(telemetry_store, clock)
+    monitoring = monitoring_on(store, clock)
     database = ScriptedCheck("database", HealthResult.healthy())
     monitoring.health.add(database)
     monitoring.health.add(ScriptedCheck("search", HealthResult.degraded("slow")))
@@ -56,9 +56,9 @@ async def test_each_probe_round_records_a_heartbeat_per_check_and_overall(
 
 
 async def test_retention_deletes_old_heartbeats_and_buckets(
-    telemetry_store: TelemetryStore, clock: FakeClock
+    store: TelemetryStore, clock: FakeClock
 ) -> None:
-    monitoring = monitoring_on(telemetry_store, clock)
+    monitoring = monitoring_on(store, clock)
     monitoring.health.add(ScriptedCheck("database", HealthResult.healthy()))
     assert monitoring.uptime is not None
     for _ in range(3):
@@ -76,14 +76,14 @@ async def test_retention_deletes_old_heartbeats_and_buckets(
 
 
 async def test_figures_survive_a_restart(
-    telemetry_store: TelemetryStore, store_url: str, clock: FakeClock
+    store: TelemetryStore, store_url: str, clock: FakeClock
 ) -> None:
-    monitoring = monitoring_on(telemetry_store, clock)
+    monitoring = monitoring_on(store, clock)
     monitoring.health.add(ScriptedCheck("database", HealthResult.healthy()))
     for _ in range(4):
         await monitoring.health.prober.probe()
         clock.advance(10)
-    await telemetry_store.close()
+    await store.close()
     reopened = await TelemetryStore.open(store_url, clock=clock)
     try:
         again = monitoring_on(reopened, clock)

@@ -32,10 +32,8 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def monitoring(
-    settings: Settings, telemetry_store: TelemetryStore, clock: FakeClock
-) -> Monitoring:
-    monitoring = Monitoring(settings, clock=clock, store=telemetry_store, strict=True)
+async def monitoring(settings: Settings, store: TelemetryStore, clock: FakeClock) -> Monitoring:
+    monitoring = Monitoring(settings, clock=clock, store=store, strict=True)
     assert monitoring.uptime is not None
     start = clock.time()
     history = [beat(start + i * INTERVAL, BeatStatus.UP) for i in range(HISTORY // 10 + 1)]

@@ -64,6 +64,7 @@ __all__ = [
     "alert_errors",
     "alert_routes",
     "parse_input",
+    "parse_query",
     "read_json",
 ]
 
@@ -192,7 +193,8 @@ class SilenceInput(ApiInput):
     comment: str = Field(default="", max_length=2000)
 
 
-def _query(request: Request, model: type[BaseModel]) -> Any:
+def parse_query(request: Request, model: type[BaseModel]) -> Any:
+    """The query string as ``model`` (422 naming a parameter given twice or invalid)."""
     params = request.query_params
     repeated = [key for key in params if len(params.getlist(key)) > 1]
     if repeated:
@@ -214,7 +216,7 @@ def alert_routes(
         return admin_route(path, methods, handler, identify, strict=strict)
 
     async def list_active(request: Request, caller: Caller) -> Response:
-        filters: ActiveFilters = _query(request, ActiveFilters)
+        filters: ActiveFilters = parse_query(request, ActiveFilters)
         alerts = [
             alert
             for alert in engine.active_alerts()
@@ -227,7 +229,7 @@ def alert_routes(
         return JSONResponse({"alerts": [alert.to_dict() for alert in alerts]})
 
     async def history(request: Request, caller: Caller) -> Response:
-        filters: HistoryFilters = _query(request, HistoryFilters)
+        filters: HistoryFilters = parse_query(request, HistoryFilters)
         query = AlertQuery(
             rule_id=filters.rule_id,
             state=filters.state,

@@ -42,8 +42,13 @@ from starlette.routing import BaseRoute, Route
 
 from digitalme.monitoring.access import AdminHandler, Caller, IdentifyCaller, error_response
 from digitalme.monitoring.access import admin_route as shared_admin_route
-from digitalme.monitoring.alerts.api import ApiInput, InvalidInput, parse_input, read_json
-from digitalme.monitoring.alerts.errors import FieldProblem
+from digitalme.monitoring.alerts.api import (
+    ApiInput,
+    InvalidInput,
+    parse_input,
+    parse_query,
+    read_json,
+)
 from digitalme.monitoring.dashboard.errors import InvalidParameter
 from digitalme.monitoring.dashboard.timewindow import parse_window
 from digitalme.monitoring.durations import MAX_SECONDS
@@ -108,14 +113,6 @@ class DeploymentInput(ApiInput):
     at: AwareDatetime | None = None
 
 
-def query(request: Request, model: type[ApiInput]) -> Any:
-    params = request.query_params
-    repeated = [key for key in params if len(params.getlist(key)) > 1]
-    if repeated:
-        raise InvalidInput([FieldProblem(repeated[0], "given more than once")])
-    return parse_input(model, dict(params))
-
-
 def incident_dict(incident: Incident, now: float) -> dict[str, Any]:
     return {
         "id": incident.id,
@@ -149,7 +146,7 @@ def uptime_routes(
         )
 
     async def uptime(request: Request, caller: Caller) -> Response:
-        params: UptimeQuery = query(request, UptimeQuery)
+        params: UptimeQuery = parse_query(request, UptimeQuery)
         seconds = parse_window(params.window, max_window=MAX_SECONDS, default=DAY)
         components = None if params.component is None else [params.component]
         states = await store.load_states(params.source)
@@ -191,7 +188,7 @@ def uptime_routes(
         )
 
     async def incidents(request: Request, caller: Caller) -> Response:
-        params: IncidentQuery = query(request, IncidentQuery)
+        params: IncidentQuery = parse_query(request, IncidentQuery)
         seconds = parse_window(params.window, max_window=MAX_SECONDS, default=30 * DAY)
         now = clock.time()
         found = await store.incidents(
@@ -222,7 +219,7 @@ def uptime_routes(
         )
 
     async def slo(request: Request, caller: Caller) -> Response:
-        query(request, ApiInput)
+        parse_query(request, ApiInput)
         report = await monitor.slo.report()
         return JSONResponse(report.to_dict())
 
@@ -256,7 +253,7 @@ def uptime_routes(
         return window
 
     async def list_maintenance(request: Request, caller: Caller) -> Response:
-        query(request, ApiInput)
+        parse_query(request, ApiInput)
         await monitor.refresh_calendar()
         return JSONResponse(
             {"maintenance": [maintenance_dict(w) for w in monitor.calendar.windows]}
@@ -293,7 +290,7 @@ def uptime_routes(
         return Response(status_code=204)
 
     async def list_deployments(request: Request, caller: Caller) -> Response:
-        params: DeploymentQuery = query(request, DeploymentQuery)
+        params: DeploymentQuery = parse_query(request, DeploymentQuery)
         seconds = parse_window(params.window, max_window=MAX_SECONDS, default=7 * DAY)
         now = clock.time()
         found = await store.deployments(now - seconds, now + 1.0, params.limit)
