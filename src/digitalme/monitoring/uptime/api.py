@@ -150,7 +150,7 @@ def uptime_routes(
         seconds = parse_window(params.window, max_window=MAX_SECONDS, default=DAY)
         components = None if params.component is None else [params.component]
         states = await store.load_states(params.source)
-        standard = await reader.standard(params.source, components)
+        standard = await reader.standard(params.source, components, states)
         window = await reader.figures(params.source, seconds, components=components, states=states)
         now = clock.now()
         out = []

@@ -171,10 +171,14 @@ class UptimeReader:
         return out
 
     async def standard(
-        self, source: Source, components: Sequence[str] | None = None
+        self,
+        source: Source,
+        components: Sequence[str] | None = None,
+        states: dict[str, ComponentState] | None = None,
     ) -> dict[str, dict[str, WindowFigures]]:
         """Per component, its figures over each of :data:`STANDARD_WINDOWS`."""
-        states = await self.store.load_states(source)
+        if states is None:
+            states = await self.store.load_states(source)
         out: dict[str, dict[str, WindowFigures]] = {}
         for name, seconds in STANDARD_WINDOWS.items():
             found = await self.figures(source, seconds, components=components, states=states)
