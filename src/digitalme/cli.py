@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from digitalme.cli_uptime import register as register_uptime_commands
-from digitalme.settings import BootstrapSettings, ConfigError, Role, Settings, load_settings
+from digitalme.settings import (
+    ENV_PREFIX,
+    BootstrapSettings,
+    ConfigError,
+    Role,
+    Settings,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from digitalme.monitoring.health import HealthReport
@@ -102,6 +109,10 @@ def serve(
     if config is not None:
         # Worker processes load the same file through the factory.
         os.environ["DIGITALME_CONFIG"] = str(config.resolve())
+    if workers is not None:
+        # The workers read their settings themselves: they must know how many they are
+        # (the live hub then shares its messages through the store between them).
+        os.environ[f"{ENV_PREFIX}SERVER__WORKERS"] = str(workers)
     settings = _settings(config)
     _check_alert_rules(settings)
     configure_logging()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -65,6 +65,14 @@ def run_environment(
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Several instances starting together: one migrates, the others wait for
+                # it here and then find nothing left to do (the lock ends with the
+                # transaction). SQLite serialises writers by itself.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                    {"name": version_table},
+                )
             context.run_migrations()
 
     async def run_async(url: str) -> None:

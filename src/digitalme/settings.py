@@ -745,6 +745,41 @@ class UptimeSettings(Section):
     retention_interval: float = Field(default=3600.0, ge=1, le=86400, description="seconds")
 
 
+class ClusterSettings(Section):
+    """Several instances on one PostgreSQL (and Redis): who leads, and how they talk.
+
+    Every instance with a telemetry store takes part in an election through a
+    lease in the store's database; the holder runs the alert engine and the
+    notification dispatcher. With ``connection_strings.redis`` set, the live hub
+    shares its messages through Redis pub/sub (``backplane_channel``).
+    """
+
+    instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="this instance's label on telemetry; host-pid-random when unset",
+    )
+    lease_seconds: float = Field(
+        default=10.0, ge=1.0, le=300.0, description="leader lease; a dead leader is replaced after"
+    )
+    remote_poll_interval: float = Field(
+        default=0.25,
+        ge=0.05,
+        le=60.0,
+        description="seconds between the leader's reads of the other instances' buckets",
+    )
+    command_timeout: float = Field(
+        default=15.0,
+        ge=1.0,
+        le=300.0,
+        description="seconds an admin change on a follower waits for the leader to apply it",
+    )
+    backplane: bool = True
+    backplane_channel: str = Field(default="digitalme:hub", min_length=1, max_length=200)
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -770,6 +805,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()
     dashboard: DashboardSettings = DashboardSettings()
     uptime: UptimeSettings = UptimeSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Self:

@@ -139,7 +139,11 @@ async def test_an_admin_authenticates_by_query_or_by_first_message(
 ) -> None:
     async with hub_socket(server, admin.token) as by_query:
         welcome = await receive(by_query)
-        assert welcome == {"type": "Welcome", "groups": ["alerts", "health", "metrics", "security"]}
+        assert welcome == {
+            "type": "Welcome",
+            "groups": ["alerts", "health", "metrics", "security"],
+            "instance": monitoring.instance,
+        }
         async with hub_socket(server) as by_message:
             await by_message.send(json.dumps({"type": "auth", "token": admin.token}))
             assert (await receive(by_message))["type"] == "Welcome"

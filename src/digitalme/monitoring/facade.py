@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,7 +29,13 @@ from digitalme.monitoring.alerts.catalog import RuleCatalog
 from digitalme.monitoring.alerts.engine import Route as AlertRoute
 from digitalme.monitoring.bus import EventBus
 from digitalme.monitoring.clock import Clock, SystemClock
+from digitalme.monitoring.cluster.api import cluster_routes
+from digitalme.monitoring.cluster.commands import CommandQueue
+from digitalme.monitoring.cluster.lease import Lease
+from digitalme.monitoring.cluster.node import ALERTING_LEASE, AlertNode
+from digitalme.monitoring.cluster.remote import RemoteBuckets, RemoteSecurityEvents
 from digitalme.monitoring.dashboard.api import MetricsReaders, metrics_routes
+from digitalme.monitoring.dashboard.backplane import backplane_check
 from digitalme.monitoring.dashboard.business import BusinessReader
 from digitalme.monitoring.dashboard.figures import HostFigures
 from digitalme.monitoring.dashboard.hub import Hub
@@ -37,8 +46,11 @@ from digitalme.monitoring.dashboard.page import page_routes
 from digitalme.monitoring.dashboard.performance import PerformanceReader
 from digitalme.monitoring.dashboard.security import SecurityReader
 from digitalme.monitoring.dashboard.series import SeriesReader
+from digitalme.monitoring.dashboard.store_backplane import hub_backplane
 from digitalme.monitoring.dashboard.system import ProcessStats
 from digitalme.monitoring.health.builtin import add_builtin_checks
+from digitalme.monitoring.health.model import HealthStatus
+from digitalme.monitoring.health.registry import READY
 from digitalme.monitoring.health.service import HealthMonitor
 from digitalme.monitoring.named_route import NamedRoute
 from digitalme.monitoring.notifiers import NotificationKind, Notifier, Router, build_notifiers
@@ -71,6 +83,13 @@ from digitalme.monitoring.uptime.store import UptimeStore
 from digitalme.settings import Settings
 
 log = structlog.get_logger("digitalme.monitoring")
+
+
+def default_instance_id() -> str:
+    """``host-pid-random``: readable in the admin API, unique even for a restarted
+    container (same host name, same pid) whose predecessor's buckets are still kept."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:60] or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def alert_route(router: Router) -> AlertRoute:
@@ -120,7 +139,7 @@ class Monitoring:
         telemetry = settings.telemetry
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.instance = instance or uuid.uuid4().hex[:12]
+        self.instance = instance or settings.cluster.instance_id or default_instance_id()
         self.bus = EventBus()
         self.store = store
         self.retention = (
@@ -185,10 +204,36 @@ class Monitoring:
         add_builtin_checks(self.health, settings, store=store, clock=self.clock)
         # A bad rule file raises RuleFileError here: start-up stops with its one-line message.
         self.alerts: AlertEngine | None = None
-        if settings.alerting.enabled:
-            alert_store: AlertStore = (
-                SqlAlertStore(store.engine) if store is not None else InMemoryAlertStore()
+        # With a store, instances sharing it elect one to evaluate and notify (a lone one
+        # always wins); its alert writes are fenced by the lease.
+        cluster = settings.cluster
+        self.lease = (
+            Lease(
+                store.engine,
+                ALERTING_LEASE,
+                self.instance,
+                ttl=cluster.lease_seconds,
+                clock=self.clock,
             )
+            if store is not None and settings.alerting.enabled
+            else None
+        )
+        if settings.alerting.enabled:
+            alert_store: AlertStore = InMemoryAlertStore()
+            remote: RemoteBuckets | None = None
+            remote_security: RemoteSecurityEvents | None = None
+            if store is not None and self.lease is not None:
+                alert_store = SqlAlertStore(store.engine, fence=self.lease.fence)
+                remote = RemoteBuckets(
+                    store.engine,
+                    self.instance,
+                    resolution=self.aggregator.resolution,
+                    window=float(telemetry.live_window_seconds),
+                    clock=self.clock,
+                )
+                remote_security = RemoteSecurityEvents(
+                    store.engine, self.instance, clock=self.clock
+                )
             self.alerts = AlertEngine(
                 load_rules(settings),
                 self.aggregator,
@@ -197,6 +242,9 @@ class Monitoring:
                 alert_route(Router.from_settings(settings.notifications)),
                 self.bus,
                 settings.alerting,
+                remote=remote,
+                remote_security=remote_security,
+                remote_poll_interval=cluster.remote_poll_interval,
                 strict=strict,
             )
         # Uptime: the prober's rounds become heartbeats; maintenance windows silence alerts.
@@ -253,7 +301,20 @@ class Monitoring:
                 active_alerts=self._active_alerts,
             ),
         )
-        # The live hub: pushes health, alerts, security events and snapshots to admins.
+        # The live hub: pushes health, alerts, security events and snapshots to admins;
+        # with Redis, the shared ones reach the clients of every instance.
+        self.backplane = hub_backplane(
+            settings,
+            engine=None if store is None else store.engine,
+            instance=self.instance,
+            clock=self.clock,
+        )
+        if self.backplane is not None:
+            self.health.add(
+                backplane_check(self.backplane),
+                failure_status=HealthStatus.DEGRADED,
+                tags=(READY,),
+            )
         self.hub = Hub(
             self.bus,
             clock=self.clock,
@@ -267,6 +328,8 @@ class Monitoring:
             health_status=self.health.prober.status,
             max_connections=dashboard.max_connections,
             stall_timeout=dashboard.client_stall_timeout,
+            backplane=self.backplane,
+            instance=self.instance,
             strict=strict,
         )
         # Delivery: one notifier per enabled channel, and the dispatcher of the outbox.
@@ -281,6 +344,23 @@ class Monitoring:
                 self.clock,
                 settings.notifications.delivery,
                 self.bus,
+                may_send=None if self.lease is None else self.lease.held,
+                strict=strict,
+            )
+        self.alert_node: AlertNode | None = None
+        if (
+            store is not None
+            and self.lease is not None
+            and self.alerts is not None
+            and self.rule_catalog is not None
+            and self.dispatcher is not None
+        ):
+            self.alert_node = AlertNode(
+                self.lease,
+                self.alerts,
+                self.rule_catalog,
+                self.dispatcher,
+                CommandQueue(store.engine, self.clock, timeout=cluster.command_timeout),
                 strict=strict,
             )
         self._running = False
@@ -340,14 +420,17 @@ class Monitoring:
             )
         if self.uptime is not None:
             await self.uptime.start()
+        self.hub.start()  # its backplane connects before the first probe asks about it
         self.health.start()
-        if self.rule_catalog is not None:
-            await self._load_saved_rules(self.rule_catalog)
-        if self.alerts is not None:
-            await self.alerts.start()
-        if self.dispatcher is not None:
-            await self.dispatcher.start()
-        self.hub.start()
+        if self.alert_node is not None:
+            await self.alert_node.start()  # the engine and dispatcher run on the leader
+        else:
+            if self.rule_catalog is not None:
+                await self._load_saved_rules(self.rule_catalog)
+            if self.alerts is not None:
+                await self.alerts.start()
+            if self.dispatcher is not None:
+                await self.dispatcher.start()
         self._running = True
 
     async def _load_saved_rules(self, catalog: RuleCatalog) -> None:
@@ -367,10 +450,13 @@ class Monitoring:
         await self.health.stop()
         if self.uptime is not None:
             await self.uptime.stop()
-        if self.alerts is not None:
-            await self.alerts.stop()
-        if self.dispatcher is not None:
-            await self.dispatcher.stop()
+        if self.alert_node is not None:
+            await self.alert_node.stop()  # steps down: another instance takes over at once
+        else:
+            if self.alerts is not None:
+                await self.alerts.stop()
+            if self.dispatcher is not None:
+                await self.dispatcher.stop()
         for notifier in self.notifiers.values():
             await notifier.aclose()
         if self._stop_metrics_port is not None:
@@ -424,6 +510,16 @@ class Monitoring:
         routes += notification_routes(self.notifiers, self.clock, who, strict=self.strict)
         if self.uptime is not None:
             routes += uptime_routes(self.uptime, who, strict=self.strict)
+        if self.store is not None:
+            routes += cluster_routes(
+                instance=self.instance,
+                engine=self.store.engine,
+                clock=self.clock,
+                node=self.alert_node,
+                backplane=self.backplane,
+                identify=who,
+                strict=self.strict,
+            )
         if self.uptime is not None and self.settings.uptime.status_page.enabled:
             # The public status page: no sign-in, public names and figures only.
             routes += status_routes(

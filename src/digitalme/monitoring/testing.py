@@ -6,6 +6,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from digitalme.monitoring.dashboard.backplane import (
+    BackplaneState,
+    BackplaneStatus,
+    Receiver,
+    StateListener,
+    decode_envelope,
+    encode_envelope,
+)
+from digitalme.monitoring.dashboard.hub_messages import Message
 from digitalme.monitoring.health.model import HealthResult
 from digitalme.monitoring.notifiers.errors import DeliveryError
 from digitalme.monitoring.notifiers.message import Notification
@@ -158,3 +167,130 @@ class RecordingNotifier:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+class InMemoryBackplaneNetwork:
+    """Several hubs' backplanes in one process: what one publishes, the others receive.
+
+    ``join(instance)`` makes a member (pass it to a ``Hub`` as ``backplane``).
+    Delivery is immediate and goes through the real envelope (JSON and its
+    checks), so what does not serialise fails here as it would on Redis.
+    ``disconnect()`` / ``reconnect()`` simulate an outage for every member:
+    listeners are told, and what is published meanwhile is dropped (counted).
+    ``inject(data)`` hands raw payload bytes to every member, as a stranger on
+    the channel would.
+    """
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.members: list[InMemoryBackplane] = []
+        self.up = True
+        self.sent: list[bytes] = []
+        """Every envelope that went over the network, in order."""
+
+    def join(self, instance: str) -> InMemoryBackplane:
+        member = InMemoryBackplane(self, instance)
+        self.members.append(member)
+        return member
+
+    def deliver(self, data: bytes) -> None:
+        self.sent.append(data)
+        for member in self.members:
+            member.accept(data)
+
+    inject = deliver
+
+    def disconnect(self) -> None:
+        self.up = False
+        for member in self.members:
+            member.set_status(BackplaneStatus.DISCONNECTED, error="ConnectionError")
+
+    def reconnect(self) -> None:
+        self.up = True
+        for member in self.members:
+            member.set_status(BackplaneStatus.CONNECTED)
+
+
+class InMemoryBackplane:
+    """One member of an :class:`InMemoryBackplaneNetwork` (a ``Backplane``)."""
+
+    medium = "the in-memory network"
+
+    def __init__(self, network: InMemoryBackplaneNetwork, instance: str) -> None:
+        self.network = network
+        self.instance = instance
+        self.receiver: Receiver | None = None
+        self.listener: StateListener | None = None
+        self.status = BackplaneStatus.STARTING
+        self.since = network.clock.now()
+        self.last_error: str | None = None
+        self.published = 0
+        self.received = 0
+        self.dropped = 0
+        self.invalid = 0
+        self.echoes = 0
+        self.reconnects = 0
+        self.started = 0
+        self.stopped = 0
+
+    @property
+    def state(self) -> BackplaneState:
+        return BackplaneState(
+            status=self.status,
+            since=self.since,
+            last_error=self.last_error,
+            published=self.published,
+            received=self.received,
+            dropped=self.dropped,
+            invalid=self.invalid,
+            echoes=self.echoes,
+            reconnects=self.reconnects,
+        )
+
+    def start(self, receive: Receiver, changed: StateListener) -> None:
+        self.receiver = receive
+        self.listener = changed
+        self.started += 1
+        if self.network.up:
+            self.set_status(BackplaneStatus.CONNECTED)
+        else:
+            self.set_status(BackplaneStatus.DISCONNECTED, error="ConnectionError")
+
+    def publish(self, message: Message) -> None:
+        if self.status is not BackplaneStatus.CONNECTED:
+            self.dropped += 1
+            return
+        self.published += 1
+        self.network.deliver(encode_envelope(self.instance, message))
+
+    async def stop(self) -> None:
+        self.stopped += 1
+        self.receiver = self.listener = None
+        self.status = BackplaneStatus.STOPPED
+
+    def accept(self, data: bytes) -> None:
+        if self.status is not BackplaneStatus.CONNECTED:
+            return
+        decoded = decode_envelope(data)
+        if isinstance(decoded, str):
+            self.invalid += 1
+            return
+        origin, message = decoded
+        if origin == self.instance:
+            self.echoes += 1
+            return
+        self.received += 1
+        if self.receiver is not None:
+            self.receiver(message)
+
+    def set_status(self, status: BackplaneStatus, *, error: str | None = None) -> None:
+        if status is self.status:
+            return
+        if status is BackplaneStatus.CONNECTED and self.status is BackplaneStatus.DISCONNECTED:
+            self.reconnects += 1
+        self.status = status
+        self.since = self.network.clock.now()
+        if error is not None:
+            self.last_error = error
+        if self.listener is not None:
+            self.listener(self.state)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -36,9 +38,12 @@ TABLES = {
     "telemetry_uptime_incidents",
     "telemetry_maintenance_windows",
     "telemetry_deployments",
+    "telemetry_leases",
+    "telemetry_alert_commands",
+    "telemetry_hub_messages",
     "telemetry_alembic_version",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -93,3 +98,27 @@ async def test_store_and_host_share_one_database_with_separate_version_tables(
 
     assert {"users", "alembic_version"} <= tables
     assert version == HEAD
+
+
+@pytest.mark.postgres
+async def test_instances_starting_together_migrate_once(postgres_url: str) -> None:
+    """Three replicas' upgrades at once on PostgreSQL (each on its own connection): one
+    migrates, the others wait for its advisory lock and find nothing to do. (On SQLite,
+    ``serve`` migrates once before it starts its worker processes.)"""
+    script = (
+        "import sys\n"
+        "from digitalme.host.migrate import upgrade as host\n"
+        "from digitalme.monitoring.storage import upgrade as store\n"
+        "store(sys.argv[1]); host(sys.argv[1])\n"
+    )  # processes: Alembic keeps its context in module globals, so not threads
+    processes = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", script, postgres_url)
+        for _ in range(3)
+    ]
+    assert [await process.wait() for process in processes] == [0, 0, 0]
+
+    tables, version, diff = await _inspect(postgres_url)
+
+    assert tables >= TABLES
+    assert version == HEAD
+    assert diff == []

@@ -149,6 +149,22 @@ async def test_points_compute_each_aggregation_per_step(
             assert math.isclose(value, expected, rel_tol=1e-9), (t, agg)
 
 
+@pytest.mark.parametrize("agg", ["count", "p95"])
+async def test_points_of_one_instance_leave_the_others_out(
+    store: TelemetryStore, values: Values, agg: str
+) -> None:
+    points = await store.query.metric_points(NAME, agg, 600, T0, T0 + 600, instance="web-2")
+    [(_, value)] = points
+    only = [v for (_, instance, _), chunk in values.items() if instance == "web-2" for v in chunk]
+    if agg == "count":
+        assert value == len(only)
+    else:
+        assert close(value, exact_quantile(only, 0.95))
+    assert await store.query.metric_points(NAME, agg, 600, T0, T0 + 600, instance="web-9") == [
+        (T0, 0.0 if agg == "count" else None)
+    ]
+
+
 async def test_points_refuse_too_many_points_and_unknown_aggregations(
     store: TelemetryStore, values: Values
 ) -> None:

@@ -21,7 +21,8 @@ def monitoring_on(store: TelemetryStore, clock: FakeClock) -> Monitoring:
             "telemetry_store_check": False,
             "process": {"enabled": False},
             "claude": {"enabled": False},
-        }
+        },
+        cluster={"backplane": False},  # no hub-backplane check among the scripted ones
     )
     monitoring = Monitoring(settings, clock=clock, store=store, strict=True)
     return monitoring

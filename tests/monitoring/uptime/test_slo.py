@@ -57,6 +57,8 @@ async def run(
         status = status_of(step)  # type: ignore[operator]
         assert await monitoring.uptime.recorder.record([beat(clock.time(), status)])
         await monitoring.uptime.slo.evaluate()
+        assert monitoring.lease is not None
+        assert await monitoring.lease.acquire()  # the leadership loop's renewal, in fake time
         await monitoring.alerts.evaluate()
         for alert in monitoring.alerts.active_alerts():
             if alert.state is AlertState.FIRING and alert.rule_id not in fired:

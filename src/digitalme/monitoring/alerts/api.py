@@ -44,6 +44,7 @@ from digitalme.monitoring.alerts.errors import (
     AlertError,
     AlertStoreUnavailable,
     FieldProblem,
+    LeaderUnavailable,
     RuleConflict,
     RuleNotFound,
     RuleValidationError,
@@ -89,6 +90,8 @@ def alert_errors(request: Request, exc: Exception) -> Response | None:
         return error_response(request, 409, "conflict", exc.reason)
     if isinstance(exc, AlertStoreUnavailable):
         return error_response(request, 503, "service_unavailable", str(exc))
+    if isinstance(exc, LeaderUnavailable):
+        return error_response(request, 503, "leader_unavailable", str(exc))
     if isinstance(exc, AlertError):
         return error_response(request, 409, "conflict", str(exc))
     return None
@@ -291,17 +294,19 @@ def alert_routes(
     async def resolve(request: Request, caller: Caller) -> Response:
         alert_id = request.path_params["alert_id"]
         if alert_id not in {alert.id for alert in engine.active_alerts()}:
+            # (a follower's view of the active alerts may be a second old: the store says)
             detail = await store.get(alert_id)
             if detail is None:
                 return error_response(request, 404, "not_found", f"no alert {alert_id!r}")
             resolved = detail.alert
-            return error_response(
-                request,
-                409,
-                "conflict",
-                f"alert {alert_id!r} is already resolved"
-                + (f" (by {resolved.resolved_by})" if resolved.resolved_by else ""),
-            )
+            if resolved.state is AlertState.RESOLVED:
+                return error_response(
+                    request,
+                    409,
+                    "conflict",
+                    f"alert {alert_id!r} is already resolved"
+                    + (f" (by {resolved.resolved_by})" if resolved.resolved_by else ""),
+                )
         alert = await engine.resolve(alert_id, caller.name or "admin")
         return JSONResponse({"alert": alert.to_dict()})
 

@@ -3,7 +3,9 @@
 Rules from the defaults and files (``base``) are fixed for the life of the
 process. Rules created or changed through the admin API are kept in the alert
 store (``telemetry_alert_rules``), loaded at start and applied to the engine
-(:meth:`~.engine.AlertEngine.set_rules`) at once when they change. A rule
+(:meth:`~.engine.AlertEngine.set_rules`) at once when they change (with several
+instances the leader is told to read them again: :meth:`~.engine.AlertEngine.
+config_changed`; the others read them every second). A rule
 saved through the API with the id of a default or file rule *overrides* it
 (the plan's ConfigureAlertRuleAsync: change a threshold, switch it off);
 deleting that override brings the base rule back. A base rule cannot be
@@ -121,6 +123,7 @@ class RuleCatalog:
                     rule.id, f"more than {MAX_API_RULES} rules saved through the API"
                 )
             await self._save(rule, by)
+        await self._engine.config_changed()
         return rule
 
     async def replace(self, rule_id: str, data: Mapping[str, Any], by: str | None) -> AlertRule:
@@ -136,6 +139,7 @@ class RuleCatalog:
             if rule_id not in self._saved and rule_id not in self._base:
                 raise RuleNotFound(rule_id)
             await self._save(rule, by)
+        await self._engine.config_changed()
         return rule
 
     async def delete(self, rule_id: str) -> AlertRule | None:
@@ -152,4 +156,5 @@ class RuleCatalog:
             await self._engine.store.delete_rule(rule_id)
             del self._saved[rule_id]
             self._apply()
+        await self._engine.config_changed()
         return self._base.get(rule_id)

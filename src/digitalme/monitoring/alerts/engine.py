@@ -57,6 +57,7 @@ from digitalme.monitoring.alerts.errors import (
     AlertError,
     AlertNotFound,
     AlertStoreUnavailable,
+    LeaderUnavailable,
     SilenceNotFound,
 )
 from digitalme.monitoring.alerts.evaluation import LiveSource, WindowReader, evaluate_rule
@@ -89,6 +90,8 @@ from digitalme.monitoring.alerts.store import (
 )
 from digitalme.monitoring.bus import BusMessage, EventBus, Subscription
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.cluster.commands import CommandKind, CommandQueue
+from digitalme.monitoring.cluster.remote import MergedSource, RemoteBuckets, RemoteSecurityEvents
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.items import SecurityEventItem, Severity
 from digitalme.settings import AlertingSettings
@@ -111,6 +114,8 @@ MAX_QUEUED_EVENTS = 10_000
 MAX_PROPERTY_KEYS = 50
 MAX_FINGERPRINT_CACHE = 100_000
 MAX_SILENCES = 10_000
+REMOTE_SECURITY_CATCH_UP = 30.0
+"""Seconds of security events before an election the new leader reads again."""
 MAX_RETRY_DELAY = 5.0
 """Longest pause, in seconds, between attempts to reach a store that is down."""
 
@@ -128,6 +133,9 @@ class AlertEngine:
         bus: EventBus | None = None,
         settings: AlertingSettings | None = None,
         *,
+        remote: RemoteBuckets | None = None,
+        remote_security: RemoteSecurityEvents | None = None,
+        remote_poll_interval: float = 0.25,
         strict: bool = False,
     ) -> None:
         self.settings = settings or AlertingSettings()
@@ -146,13 +154,27 @@ class AlertEngine:
         self._silences: dict[str, Silence] = {}
         # silences kept elsewhere (maintenance windows), asked for at each use
         self.silence_source: Callable[[datetime], Iterable[Silence]] | None = None
+        # several instances: while another one leads, admin changes go to it through
+        # ``forward`` and the alerts shown are the store's (``mirror``)
+        self.forward: CommandQueue | None = None
+        self._mirrored: list[Alert] | None = None
         self._reader = WindowReader()
-        self._source = LiveSource(
+        live = LiveSource(
             aggregator.live_buckets(),
             aggregator.resolution,
             aggregator.totals,
             lambda: aggregator.series_generation,
         )
+        # with other instances on the store: their buckets and security events too
+        self.remote = remote
+        self.remote_security = remote_security
+        self.remote_poll_interval = remote_poll_interval
+        self._source: LiveSource | MergedSource = (
+            live if remote is None else MergedSource(live, remote)
+        )
+        self._remote_due = -math.inf
+        self._remote_failing = False
+        self.remote_errors = 0
         self._fingerprints: dict[tuple[str, tuple[str, ...]], str] = {}
         self._quiet: dict[str, dict[tuple[str, ...], tuple[object, ...]]] = {}
         self._queue = AlertChanges()
@@ -199,9 +221,26 @@ class AlertEngine:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        """Subscribe to security events, then restore state and tick in the background."""
+        """Subscribe to security events, then restore state and tick in the background.
+
+        Each start reads the state from the store again: an instance that becomes the
+        leader takes over what the previous one left, not what it held itself before.
+        """
         if self.running:
             return
+        self._restored = False
+        self._restored_event.clear()
+        self._queue = AlertChanges()
+        self._dirty.clear()
+        self._mirrored = None
+        self._remote_due = -math.inf
+        if self.remote is not None:
+            self.remote.reset()
+        if self.remote_security is not None:
+            # events other instances recorded while nobody led are read too
+            self.remote_security.begin(catch_up=REMOTE_SECURITY_CATCH_UP)
+        with contextlib.suppress(AlertStoreUnavailable):
+            await self.restore()  # else the tick loop tries again
         if self.bus is not None and self.settings.security_alerts and self._subscription is None:
             self._subscription = self.bus.subscribe(*SECURITY_TOPICS, maxsize=SECURITY_QUEUE_SIZE)
         self._task = asyncio.create_task(self._run(), name="alert-engine")
@@ -302,6 +341,7 @@ class AlertEngine:
         # Values recorded since the pipeline's last fold count now, not one
         # aggregation tick later: the breach is seen on the first engine tick after it.
         self.aggregator.fold_pending(moment)
+        await self._read_remote()
         self._source.refresh()
         self._reader.begin(self._source, moment)
         for rule in self._rules.values():
@@ -325,6 +365,34 @@ class AlertEngine:
         self.ticks += 1
         await self._commit(changes)
         return list(changes.events)
+
+    async def _read_remote(self) -> None:
+        """The other instances' new buckets and security events, every
+        ``remote_poll_interval`` (a failure is logged once and evaluation goes on with
+        what was read before)."""
+        if self.remote is None and self.remote_security is None:
+            return
+        now = self.clock.monotonic()
+        if now < self._remote_due:
+            return
+        self._remote_due = now + self.remote_poll_interval
+        try:
+            if self.remote is not None:
+                await self.remote.refresh()
+            found = [] if self.remote_security is None else await self.remote_security.poll()
+        except Exception as exc:
+            if self.strict:
+                raise
+            self.remote_errors += 1
+            if not self._remote_failing:
+                self._remote_failing = True
+                log.warning("remote_telemetry_unavailable", error=type(exc).__name__)
+            return
+        if self._remote_failing:
+            self._remote_failing = False
+            log.info("remote_telemetry_recovered", errors=self.remote_errors)
+        if found and self.settings.security_alerts:
+            await self.handle_security([BusMessage(topic, item) for topic, item in found])
 
     def _evaluate_rule(self, rule: AlertRule, at: datetime, changes: AlertChanges) -> None:
         # Groups with nothing to do (no alert, no mute, not breaching) whose data have not
@@ -845,6 +913,19 @@ class AlertEngine:
         labels: Mapping[str, str] | None = None,
     ) -> Alert:
         """Fire an alert now (the plan's SendAlertAsync); it stays firing until resolved."""
+        if self._forwarding:
+            return await self._forwarded(
+                CommandKind.RAISE,
+                {
+                    "title": title,
+                    "description": description,
+                    "severity": str(severity),
+                    "category": str(category),
+                    "properties": {str(k): str(v) for k, v in (properties or {}).items()},
+                    "components": list(components),
+                    "labels": dict(labels or {}),
+                },
+            )
         if not self._restored:
             await self.restore()
         at = self.clock.now()
@@ -883,6 +964,10 @@ class AlertEngine:
         Resolving an alert that is already resolved changes nothing and returns it.
         Raises :class:`AlertNotFound` for an unknown id.
         """
+        if self._forwarding:
+            return await self._forwarded(
+                CommandKind.RESOLVE, {"alert_id": alert_id, "resolved_by": resolved_by}
+            )
         if not self._restored:
             await self.restore()
         alert = self._by_id.get(alert_id)
@@ -901,6 +986,55 @@ class AlertEngine:
         await self._commit(changes)
         return snapshot(alert)
 
+    # -- several instances -----------------------------------------------------------------
+
+    @property
+    def _forwarding(self) -> bool:
+        return self.forward is not None and not self.running
+
+    async def _forwarded(self, kind: CommandKind, body: dict[str, Any]) -> Alert:
+        """Have the leader apply a change, and read the alert it changed from the store."""
+        assert self.forward is not None
+        outcome = await self.forward.submit(kind, body)
+        alert_id = str(outcome.get("alert_id", body.get("alert_id", "")))
+        if outcome.get("error") == "alert_not_found":
+            raise AlertNotFound(alert_id)
+        detail = await self.store.get(alert_id)
+        if detail is None:
+            raise AlertNotFound(alert_id)
+        if self._mirrored is not None:  # shown here at once, not after the next refresh
+            others = [alert for alert in self._mirrored if alert.id != alert_id]
+            active = detail.alert.state is not AlertState.RESOLVED
+            self._mirrored = [*others, detail.alert] if active else others
+        return detail.alert
+
+    async def config_changed(self) -> None:
+        """Rules or silences were saved to the store here: the leader reads them again
+        (if none answers in time, the next leader reads them when it is elected)."""
+        if not self._forwarding:
+            return
+        assert self.forward is not None
+        try:
+            await self.forward.submit(CommandKind.RELOAD, {})
+        except LeaderUnavailable:
+            log.warning("alert_config_change_not_confirmed", timeout=self.forward.timeout)
+
+    def mirror(self, alerts: Iterable[Alert], silences: Iterable[Silence]) -> None:
+        """While another instance leads: show the store's active alerts and silences
+        (the follower's refresh loop calls it; :meth:`start` ends it)."""
+        now = self.clock.now()
+        self._mirrored = [alert for alert in alerts if alert.state is not AlertState.RESOLVED]
+        self._silences = {s.id: s for s in silences if s.ends_at > now}
+
+    async def reload_silences(self) -> None:
+        """Read the silences again (another instance changed them)."""
+        try:
+            silences = await self.store.list_silences(active_at=None)
+        except Exception as exc:
+            raise AlertStoreUnavailable(exc) from exc
+        now = self.clock.now()
+        self._silences = {s.id: s for s in silences if s.ends_at > now}
+
     # -- reading -----------------------------------------------------------------------------
 
     def active_alerts(self) -> list[Alert]:
@@ -908,7 +1042,8 @@ class AlertEngine:
         at = self.clock.now()
         silences = self._active_silences(at)
         found = []
-        for alert in self._by_id.values():
+        held = self._by_id.values() if self._mirrored is None else self._mirrored
+        for alert in held:
             copy = snapshot(alert)
             copy.silenced = silenced_by(silences, alert.labels, at) is not None
             found.append(copy)
@@ -946,6 +1081,7 @@ class AlertEngine:
             silence = silence.model_copy(update={"created_at": self.clock.now()})
         await self.store.save_silence(silence)
         self._silences[silence.id] = silence
+        await self.config_changed()
         return silence
 
     async def remove_silence(self, silence_id: str) -> None:
@@ -953,6 +1089,7 @@ class AlertEngine:
         if not await self.store.delete_silence(silence_id) and silence_id not in self._silences:
             raise SilenceNotFound(silence_id)
         self._silences.pop(silence_id, None)
+        await self.config_changed()
 
 
 def notification_payload(event: AlertEvent, channel: str) -> dict[str, Any]:

@@ -115,3 +115,14 @@ class AlertStoreUnavailable(AlertError):
     def __init__(self, cause: BaseException) -> None:
         self.cause_type = type(cause).__name__
         super().__init__(f"alert store unavailable ({self.cause_type})")
+
+
+class LeaderUnavailable(AlertError):
+    """An admin change made on an instance that does not lead was not applied by the
+    leader within ``cluster.command_timeout`` seconds (no leader, or a slow one)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            f"no alert leader applied the change within {timeout:g} s; try again shortly"
+        )

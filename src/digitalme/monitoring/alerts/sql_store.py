@@ -6,11 +6,16 @@ idempotent inserts (events by id, deliveries by idempotency key), so a commit
 retried after a lost acknowledgement adds nothing. The outbox claim is one
 ``UPDATE ... RETURNING`` (with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so
 two dispatchers never claim the same row.
+
+With several instances, the leader's store has a ``fence``
+(:class:`~digitalme.monitoring.cluster.lease.Lease.fence`): change sets,
+claims, retries and dead-lettering are refused (:class:`~digitalme.monitoring.
+cluster.lease.LeaseLost`) once another instance leads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,9 +43,12 @@ from digitalme.monitoring.alerts.store import (
 )
 from digitalme.monitoring.storage import schema
 
-__all__ = ["SqlAlertStore"]
+__all__ = ["Fence", "SqlAlertStore"]
 
 Row = RowMapping
+Fence = Callable[[AsyncConnection], Awaitable[None]]
+"""Runs first in each leader-only transaction; raises to refuse it (see
+:meth:`digitalme.monitoring.cluster.lease.Lease.fence`)."""
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -58,8 +66,9 @@ def _at(value: float) -> datetime:
 class SqlAlertStore:
     """Alert state, history, silences, rules and the outbox in the telemetry store's database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, fence: Fence | None = None) -> None:
         self.engine = engine
+        self.fence = fence
         self.backend = engine.dialect.name
         self._insert: Any = postgresql.insert if self.backend == "postgresql" else sqlite.insert
 
@@ -84,6 +93,7 @@ class SqlAlertStore:
         removed = set(changes.removed)
         latest = {alert.id: alert for alert in changes.alerts if alert.id not in removed}
         async with self.engine.begin() as connection:
+            await self._fenced(connection)
             if latest:
                 await self._upsert_alerts(connection, list(latest.values()))
             if removed:
@@ -283,6 +293,7 @@ class SqlAlertStore:
             .returning(*table.c)
         )
         async with self.engine.begin() as connection:
+            await self._fenced(connection)
             result = await connection.execute(statement)
             claimed = [_delivery(row._mapping) for row in result]
         return sorted(claimed, key=lambda delivery: delivery.id)
@@ -305,23 +316,37 @@ class SqlAlertStore:
                 .values(attempts=deliveries.c.attempts + 1)
             )
 
+    # A send that happened is recorded whoever leads now (it is a fact: unfenced);
+    # retrying or giving up is a decision, for the leader only (fenced).
+
     async def mark_sent(self, delivery_id: int, at: datetime) -> None:
-        await self._set(delivery_id, status=str(DeliveryStatus.SENT), sent_at=at.timestamp())
+        await self._set(
+            delivery_id, fenced=False, status=str(DeliveryStatus.SENT), sent_at=at.timestamp()
+        )
 
     async def mark_retry(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
         await self._set(
             delivery_id,
+            fenced=True,
             status=str(DeliveryStatus.PENDING),
             next_attempt_at=next_attempt_at.timestamp(),
             last_error=error,
         )
 
     async def mark_dead(self, delivery_id: int, reason: str, at: datetime) -> None:
-        await self._set(delivery_id, status=str(DeliveryStatus.DEAD), last_error=reason)
+        await self._set(
+            delivery_id, fenced=True, status=str(DeliveryStatus.DEAD), last_error=reason
+        )
 
-    async def _set(self, delivery_id: int, **values: Any) -> None:
+    async def _fenced(self, connection: AsyncConnection) -> None:
+        if self.fence is not None:
+            await self.fence(connection)
+
+    async def _set(self, delivery_id: int, *, fenced: bool, **values: Any) -> None:
         table = schema.deliveries
         async with self.engine.begin() as connection:
+            if fenced:
+                await self._fenced(connection)
             await connection.execute(
                 update(table).where(table.c.id == delivery_id).values(**values)
             )

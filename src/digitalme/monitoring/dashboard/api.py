@@ -8,7 +8,9 @@ GET     /api/metrics/system     this process: uptime, memory and GC, threads, fi
                                 descriptors, CPU, Python version, pid (:mod:`.system`)
 GET     /api/metrics/series     one metric as a time series for charts (:mod:`.series`):
                                 ``name`` (required), ``agg`` (default avg), ``step``,
-                                ``start``, ``end`` (:mod:`.timewindow`), ``dims``
+                                ``start``, ``end`` (:mod:`.timewindow`), ``dims``,
+                                ``instance`` (one instance's values; every
+                                instance's, merged, by default)
 GET     /api/metrics/performance
                                 requests per minute, response times, errors, Apdex,
                                 personality generation and database queries over
@@ -25,7 +27,7 @@ GET     /api/metrics/business   active users, personality profiles created / upd
 
     {"name": "http.server.duration", "agg": "p95", "step": 60.0,
      "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T01:00:00+00:00",
-     "dims": {"route": "GET /api/personality"}, "source": "store",
+     "dims": {"route": "GET /api/personality"}, "instance": null, "source": "store",
      "points": [{"t": "2026-01-01T00:00:00+00:00", "value": 12.5}, ...]}
 
 Errors use the host's shape: 401 without valid credentials, 403 for other roles,
@@ -66,7 +68,7 @@ from digitalme.settings import DashboardSettings
 __all__ = ["MetricsReaders", "metrics_errors", "metrics_routes"]
 
 MAX_NAME = 200
-SERIES_PARAMETERS = frozenset({"name", "agg", "step", "start", "end", "dims"})
+SERIES_PARAMETERS = frozenset({"name", "agg", "step", "start", "end", "dims", "instance"})
 WINDOW_PARAMETERS = frozenset({"start", "end"})
 DASHBOARD_PARAMETERS = frozenset({"window"})
 
@@ -144,7 +146,10 @@ def metrics_routes(
             max_points=settings.max_points,
         )
         dims = parse_dims(params.get("dims"))
-        found = await readers.series.series(name, aggregation, step, window, dims)
+        instance = params.get("instance", "").strip() or None
+        if instance is not None and len(instance) > MAX_NAME:
+            raise InvalidParameter("instance", f"longer than {MAX_NAME} characters")
+        found = await readers.series.series(name, aggregation, step, window, dims, instance)
         return JSONResponse(found.to_dict())
 
     def over_window(reader: WindowReader) -> AdminHandler:

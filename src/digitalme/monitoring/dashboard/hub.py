@@ -18,8 +18,15 @@ closed (code 1008). :meth:`Hub.stop` closes every client with 1001.
 Groups: a client that joined nothing gets every group; its first ``join``
 narrows it to that group, later ones add to it; ``leave`` removes a group (from
 every group too, so leaving ``metrics`` first means "everything but metrics").
-``Welcome``, ``Joined``/``Left``, ``Pong``, ``Dropped``, ``Heartbeat`` and
-``Error`` belong to no group.
+``Welcome``, ``Joined``/``Left``, ``Pong``, ``Dropped``, ``Heartbeat``,
+``Backplane`` and ``Error`` belong to no group.
+
+Instances: with an ``instance`` id, what the hub makes from its bus and its
+snapshots carry ``"instance"``. With a ``backplane`` (:mod:`.backplane`), what
+it makes from its bus is also published there, and what the other instances
+publish is broadcast here as if it came from the local bus (same groups);
+when the backplane is lost or back, every client gets a ``Backplane`` message.
+Without one, nothing changes.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from digitalme.monitoring.alerts.model import AlertEvent
 from digitalme.monitoring.bus import BusMessage, EventBus, Subscription
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.dashboard import hub_messages as messages
+from digitalme.monitoring.dashboard.backplane import Backplane, BackplaneState, BackplaneStatus
 from digitalme.monitoring.dashboard.hub_messages import Group, Message, group_of
 from digitalme.monitoring.dashboard.hub_snapshot import LiveSnapshot
 from digitalme.monitoring.health.model import HealthStatus
@@ -177,6 +185,8 @@ class Hub:
         heartbeat_interval: float = 15.0,
         auth_timeout: float = 5.0,
         strict: bool = False,
+        backplane: Backplane | None = None,
+        instance: str | None = None,
     ) -> None:
         self.bus = bus
         self.clock = clock
@@ -190,6 +200,11 @@ class Hub:
         self.auth_timeout = auth_timeout
         """Seconds a WebSocket has to send ``{"type": "auth"}`` without a token in its URL."""
         self.strict = strict
+        self.backplane = backplane
+        self.instance = instance
+        """This instance's id, on the messages it makes (None: no ``instance`` field)."""
+        self._shared = True
+        """What clients were last told of the backplane (nothing said means shared)."""
         self.clients: dict[int, HubClient] = {}
         self._ids = itertools.count(1)
         self._subscription: Subscription | None = None
@@ -217,7 +232,13 @@ class Hub:
     def admit(self, client: HubClient) -> None:
         """The client is an admin: welcome it with the latest health, then broadcast to it."""
         client.authenticated = True
-        client.offer({"type": "Welcome", "groups": messages.group_names(client.groups)})
+        welcome: Message = {"type": "Welcome", "groups": messages.group_names(client.groups)}
+        if self.instance is not None:
+            welcome["instance"] = self.instance
+        client.offer(welcome)
+        if self.backplane is not None and not self._shared:
+            state = self.backplane.state
+            client.offer(messages.backplane_state(state.connected, state.since, self.instance))
         status = self.health_status()
         if status is not None and client.wants(Group.HEALTH):
             client.offer(messages.health_status(status, self.clock.now()))
@@ -256,7 +277,11 @@ class Hub:
         try:
             out = self._translate(message)
             if out is not None:
+                if self.instance is not None:
+                    out["instance"] = self.instance
                 self.broadcast(out)
+                if self.backplane is not None:
+                    self.backplane.publish(out)
         except Exception:
             if self.strict:
                 raise
@@ -273,8 +298,28 @@ class Hub:
             return messages.security_message(payload, self.redactor)
         return None
 
+    def receive(self, message: Message) -> None:
+        """A message another instance published on the backplane: to the local clients."""
+        try:
+            self.broadcast(message)
+        except Exception:
+            if self.strict:
+                raise
+            self.errors += 1
+            log.exception("hub_remote_message_failed", type=message.get("type"))
+
+    def backplane_changed(self, state: BackplaneState) -> None:
+        """Tell every client when the other instances' messages stop (or start again) coming."""
+        if state.status is BackplaneStatus.STOPPED or state.connected == self._shared:
+            return
+        self._shared = state.connected
+        self.broadcast(messages.backplane_state(state.connected, state.since, self.instance))
+
     def take_snapshot(self) -> None:
-        self.broadcast(self.snapshot.take(len(self.clients)))
+        snapshot = self.snapshot.take(len(self.clients))
+        if self.instance is not None:
+            snapshot["instance"] = self.instance
+        self.broadcast(snapshot)
 
     def beat(self) -> None:
         """A ``Heartbeat`` and the latest overall status to everyone; stalled clients go."""
@@ -303,6 +348,9 @@ class Hub:
         """Subscribe to the bus (once for every client) and start the loops."""
         if self.running:
             return
+        if self.backplane is not None:
+            self._shared = True
+            self.backplane.start(self.receive, self.backplane_changed)
         self._subscription = self.bus.subscribe(
             HEALTH_CHANGED_TOPIC, ALERT_EVENT_TOPIC, SECURITY_TOPIC, maxsize=BUS_QUEUE_SIZE
         )
@@ -329,6 +377,8 @@ class Hub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.backplane is not None:
+            await self.backplane.stop()
         for client in tuple(self.clients.values()):
             client.close(GOING_AWAY, "server stopping")
         if self.clients:

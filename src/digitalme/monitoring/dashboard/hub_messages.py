@@ -14,9 +14,22 @@ Every message is a plain dict, serialised once per client by its sender.
 - ``SecurityEvent`` (group ``security``), High and Critical events only:
   ``event_type``, ``severity``, ``details`` (redacted here: the bus carries the
   raw text, the pipeline redacts only what it stores), ``client_ip``, ``at``.
-- To one client: ``Welcome`` (``groups``), ``Joined`` / ``Left`` (``group``,
-  ``groups``), ``Pong``, ``Dropped`` (``count`` of messages lost while it did
-  not read), ``Heartbeat`` (``at``) and ``Error`` (``message``).
+- ``Backplane`` (no group: every client): ``connected`` (bool), ``since``
+  (ISO 8601), ``instance``. Sent when the backplane (:mod:`.backplane`) is lost
+  or back, and on ``Welcome`` while it is down: while ``connected`` is false,
+  the hub shows only the events of ``instance``, the one the client is on.
+- To one client: ``Welcome`` (``groups``, and ``instance`` when the hub has
+  one), ``Joined`` / ``Left`` (``group``, ``groups``), ``Pong``, ``Dropped``
+  (``count`` of messages lost while it did not read), ``Heartbeat`` (``at``)
+  and ``Error`` (``message``).
+
+**Instances.** A hub given an ``instance`` id adds ``"instance": <id>`` to the
+messages it makes from its bus (``HealthUpdate`` with ``change`` true,
+``AlertFired`` / ``AlertResolved``, ``SecurityEvent``) and to its
+``MetricsSnapshot``. With a backplane, the first four (:data:`SHARED_TYPES`)
+also reach the clients of every other instance, ``instance`` naming the one
+they come from; snapshots, heartbeats, the periodic ``HealthUpdate`` reminder
+and per-client messages stay on their instance.
 """
 
 from __future__ import annotations
@@ -33,9 +46,11 @@ from digitalme.monitoring.telemetry.items import SecurityEventItem, Severity
 from digitalme.monitoring.telemetry.redaction import Redactor
 
 __all__ = [
+    "SHARED_TYPES",
     "Group",
     "Message",
     "alert_message",
+    "backplane_state",
     "dropped",
     "error",
     "group_names",
@@ -65,6 +80,9 @@ _GROUP_OF_TYPE = {
     "AlertResolved": Group.ALERTS,
     "SecurityEvent": Group.SECURITY,
 }
+
+SHARED_TYPES = frozenset({"HealthUpdate", "AlertFired", "AlertResolved", "SecurityEvent"})
+"""The types a backplane carries between instances (and the only ones it accepts)."""
 
 _SENT_SEVERITIES = frozenset({Severity.HIGH, Severity.CRITICAL})
 
@@ -130,6 +148,16 @@ def security_message(item: SecurityEventItem, redactor: Redactor) -> Message | N
 
 def heartbeat(at: datetime) -> Message:
     return {"type": "Heartbeat", "at": _iso(at)}
+
+
+def backplane_state(connected: bool, since: datetime, instance: str | None) -> Message:
+    """Every client: whether this instance shares its hub messages with the others."""
+    return {
+        "type": "Backplane",
+        "connected": connected,
+        "since": _iso(since),
+        "instance": instance,
+    }
 
 
 def dropped(count: int) -> Message:

@@ -160,6 +160,7 @@ class Series:
     dims: Mapping[str, str]
     source: str  # "store" or "live"
     points: list[Point]
+    instance: str | None = None  # one instance's values only (None: every instance's)
 
     def to_dict(self) -> dict[str, Any]:
         """The route's JSON body."""
@@ -170,6 +171,7 @@ class Series:
             "start": self.window.start_at.isoformat(),
             "end": self.window.end_at.isoformat(),
             "dims": dict(self.dims),
+            "instance": self.instance,
             "source": self.source,
             "points": [
                 {"t": datetime.fromtimestamp(t, UTC).isoformat(), "value": value}
@@ -197,19 +199,23 @@ class SeriesReader:
         step: float,
         window: TimeWindow,
         dims: Mapping[str, str],
+        instance: str | None = None,
     ) -> Series:
-        """``name``'s values per ``step`` over ``window`` (its start aligned to the step)."""
+        """``name``'s values per ``step`` over ``window`` (its start aligned to the step),
+        of every instance (merged) or of ``instance`` only."""
         if aggregation is Aggregation.RATIO:
             raise InvalidParameter("agg", "ratio is not a series aggregation")
         steps = TimeWindow(aligned(window.start, step), window.end)
         count = math.ceil(steps.seconds / step)
         if self.queries is not None:
-            points = await self._stored(name, aggregation, step, steps, dims, count)
+            points = await self._stored(name, aggregation, step, steps, dims, count, instance)
             source = "store"
+        elif instance is not None:
+            raise InvalidParameter("instance", "needs the telemetry store (it keeps each one's)")
         else:
             points = self._live(name, aggregation, step, steps, dims, count)
             source = "live"
-        return Series(name, aggregation, step, steps, dict(dims), source, points)
+        return Series(name, aggregation, step, steps, dict(dims), source, points, instance)
 
     async def _stored(
         self,
@@ -219,13 +225,21 @@ class SeriesReader:
         window: TimeWindow,
         dims: Mapping[str, str],
         count: int,
+        instance: str | None,
     ) -> list[Point]:
         assert self.queries is not None
         if not await self.queries.series(name):
             return []
         stored, factor = _store_aggregation(aggregation)
         points = await self.queries.metric_points(
-            name, stored, step, window.start, window.end, where=dims, max_points=count
+            name,
+            stored,
+            step,
+            window.start,
+            window.end,
+            where=dims,
+            max_points=count,
+            instance=instance,
         )
         return _scaled(points, factor)
 

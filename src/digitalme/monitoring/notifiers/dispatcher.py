@@ -142,9 +142,13 @@ class Dispatcher:
         bus: EventBus | None = None,
         *,
         uniform: Callable[[float, float], float] = random.uniform,
+        may_send: Callable[[], bool] | None = None,
         strict: bool = False,
     ) -> None:
         self.store = store
+        # several instances: whether this one still leads (a paused, deposed leader must
+        # not send what the new one will send)
+        self.may_send = may_send
         self.notifiers = dict(notifiers)
         self.clock = clock
         self.settings = settings or DeliverySettings()
@@ -164,6 +168,7 @@ class Dispatcher:
         self.retried = 0
         self.dead = 0
         self.deferred = 0
+        self.withheld = 0
         self.errors = 0
         self.passes = 0
 
@@ -352,6 +357,9 @@ class Dispatcher:
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             reason = f"unreadable payload: {type(exc).__name__}"
             await self._finish_dead(delivery, reason, now, latency=None)
+            return
+        if self.may_send is not None and not self.may_send():
+            self.withheld += 1  # still claimed: the leader sends it once the claim runs out
             return
         started = self.clock.monotonic()
         try:

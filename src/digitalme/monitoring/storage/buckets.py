@@ -161,23 +161,27 @@ async def read_segments(
     *,
     sketch: bool,
     merged: bool = False,
+    instance: str | None = None,
 ) -> list[RowMapping]:
     """Stored buckets of ``series`` in each of the ``parts``, in their order.
 
     The sketch column is read only when asked: counts and sums need no decoding.
     ``merged`` (without sketches) adds up every series' buckets of one start in
     the database: one row per start (``start``, ``count``, ``sum``, ``min``,
-    ``max``, ``resolution``) instead of one per series and instance.
+    ``max``, ``resolution``) instead of one per series and instance. Every
+    instance's buckets are read, or only ``instance``'s.
     """
     table = schema.metric_buckets
     rows: list[RowMapping] = []
     for level, lower, upper in parts:
-        where = (
+        where = [
             table.c.series_id.in_(sorted(series)),
             table.c.resolution == level,
             table.c.start >= lower,
             table.c.start < upper,
-        )
+        ]
+        if instance is not None:
+            where.append(table.c.instance == instance)
         if merged and not sketch:
             statement = (
                 select(
@@ -216,11 +220,14 @@ async def read_buckets(
     *,
     sketch: bool,
     merged: bool = False,
+    instance: str | None = None,
 ) -> list[RowMapping]:
     """Stored buckets of ``series`` starting in ``[start, end)``, stitched at ``resolution``.
 
     The sketch column is read only when asked: counts and sums need no decoding;
-    ``merged`` as for :func:`read_segments`.
+    ``merged`` and ``instance`` as for :func:`read_segments`.
     """
     parts = await segments(connection, resolution, start, end)
-    return await read_segments(connection, series, parts, sketch=sketch, merged=merged)
+    return await read_segments(
+        connection, series, parts, sketch=sketch, merged=merged, instance=instance
+    )

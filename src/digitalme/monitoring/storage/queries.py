@@ -149,11 +149,13 @@ class TelemetryQueries:
         *,
         where: Mapping[str, str] | None = None,
         max_points: int = 500,
+        instance: str | None = None,
     ) -> list[tuple[float, float | None]]:
         """``(step start, value)`` for each step of ``[start, end)``, for charts.
 
         Empty steps give 0 for count, sum and rate, None for the others. ``rate``
-        is count per second of the step (the last step may be shorter). Raises
+        is count per second of the step (the last step may be shorter). Every
+        instance's values are merged, or only ``instance``'s are read. Raises
         :class:`QueryError` naming the argument when ``step`` gives more than
         ``max_points`` points or an argument is invalid.
         """
@@ -186,6 +188,7 @@ class TelemetryQueries:
                     end,
                     sketch=bool(sketches),
                     merged=not sketches,
+                    instance=instance,
                 )
                 async for row in cooperatively(rows):
                     index = min(int((row["start"] - start) // step), points - 1)

@@ -400,3 +400,43 @@ deployments = Table(
     Column("description", Text, nullable=False),
 )
 Index("ix_telemetry_deployments_at", deployments.c.at)
+
+# -- scale-out (migration 0005) ------------------------------------------------
+# One row per lease (``alerting``): who leads, until when, and the fencing token
+# that grows with every change of holder (digitalme.monitoring.cluster.lease).
+leases = Table(
+    "telemetry_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("acquired_at", Double, nullable=False),
+)
+
+# Admin changes made on an instance that does not lead, for the leader to apply
+# (digitalme.monitoring.cluster.commands); ``outcome`` is set once applied.
+alert_commands = Table(
+    "telemetry_alert_commands",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("done_at", Double, nullable=True),
+    Column("outcome", JSON, nullable=True),
+)
+Index("ix_telemetry_alert_commands_done_at", alert_commands.c.done_at, alert_commands.c.id)
+
+# The live hub's messages for the other instances when there is no Redis
+# (digitalme.monitoring.dashboard.store_backplane): each instance appends its
+# JSON envelopes and polls for the others' by id; rows live for about a minute.
+hub_messages = Table(
+    "telemetry_hub_messages",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("origin", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+)
+Index("ix_telemetry_hub_messages_at", hub_messages.c.at)

@@ -24,7 +24,7 @@ let api = null;
 let hub = null;
 let charts = null;
 let signOutTimer = null;
-const state = { window: "1h", chartStepMs: MIN_CHART_EVERY_MS, lastCharts: 0, lastSections: 0, lastHistory: 0, lastUptime: 0, uptimeOff: false, checks: [], securityRows: [], history: null, wasOffline: false };
+const state = { window: "1h", chartStepMs: MIN_CHART_EVERY_MS, lastCharts: 0, lastSections: 0, lastHistory: 0, lastUptime: 0, uptimeOff: false, checks: [], securityRows: [], history: null, wasOffline: false, connection: "connecting", instance: null, shared: true };
 
 // ---- sign-in ---------------------------------------------------------------
 
@@ -102,9 +102,12 @@ function stopLive() {
 }
 
 function showConnection(connection) {
+  state.connection = connection;
   const badge = $("connection");
   badge.dataset.state = connection;
-  badge.textContent = { live: "live", connecting: "connecting…", offline: "reconnecting…" }[connection];
+  const live = state.shared ? "live" : "live (this instance only)";
+  badge.textContent = { live, connecting: "connecting…", offline: "reconnecting…" }[connection];
+  badge.title = state.shared ? "" : "the other instances' events are not shown until Redis is back";
   if (connection === "offline") state.wasOffline = true;
   if (connection === "live" && state.wasOffline) {
     state.wasOffline = false;
@@ -164,6 +167,16 @@ $("window").addEventListener("change", (event) => {
 
 function received(message) {
   switch (message.type) {
+    case "Welcome":
+      // This instance; a Backplane message follows at once if the others cannot be heard.
+      state.instance = message.instance || null;
+      state.shared = true;
+      showConnection(state.connection);
+      break;
+    case "Backplane":
+      state.shared = message.connected;
+      showConnection(state.connection);
+      break;
     case "MetricsSnapshot":
       showSnapshot(message);
       refreshDue();
@@ -179,7 +192,7 @@ function received(message) {
       addSecurityRows([message]);
       break;
     default:
-      break; // Welcome, Heartbeat, Pong, Dropped: nothing to show
+      break; // Heartbeat, Pong, Dropped: nothing to show
   }
 }
 
@@ -200,6 +213,8 @@ function showOverall(status) {
 }
 
 function showHealthUpdate(update) {
+  // The health table and badge are this instance's: another instance's checks do not overwrite them.
+  if (update.instance && state.instance && update.instance !== state.instance) return;
   if (update.subject === "overall") {
     showOverall(update.status);
     return;

@@ -1,0 +1,211 @@
+"""Three instances on one PostgreSQL and one Redis: alert latency, and dashboard queries under load.
+
+Three ``python -m digitalme serve`` processes (one uvicorn worker each) share a
+PostgreSQL database (host data and telemetry store) and a Redis server, both
+started here from the installed binaries (``tests/servers.py``). Settings are
+the defaults except the connection strings, the Slack stand-in of
+:mod:`bench_alert_latency` and its threshold rule (the count of requests to
+unknown paths over 10 s above 0, so that one request breaches it and the alert
+resolves at the next bucket boundary).
+
+* **Alert latency** (``--trials``): one ``GET /bench-breach-N`` (404) sent to an
+  instance that does *not* lead, at a random offset into a 10 s bucket, timed
+  from just before the request to the Slack POST's arrival. The path: that
+  instance folds the request (aggregation tick) and flushes its buckets to
+  PostgreSQL (``telemetry.flush_interval``); the leader reads the other
+  instances' new buckets (``cluster.remote_poll_interval``), its engine ticks
+  (``alerting.tick``), writes the alert and its delivery, and its dispatcher
+  posts. Each trial waits for the resolved notice before the next.
+* **Dashboard queries under load** (``--load-seconds``): each instance gets
+  ``--rate`` requests per second (``GET /health/live`` and unknown paths,
+  paced by one client thread per instance) while ``/api/metrics/dashboard``
+  (1 h) and ``/api/metrics/performance`` (1 h) are timed on one instance, one
+  query after the other.
+
+As in :mod:`bench_alert_latency`, the three servers are pinned to CPU 0 and this
+process (clients, Slack stand-in) to CPU 1 when there are 2 CPUs; PostgreSQL and
+Redis are not pinned.
+
+Run: ``.venv/bin/python benchmarks/bench_scale_out.py [--trials 40 --load-seconds 60 --rate 100]``
+(about 10 s per trial, plus the load phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from bench_alert_latency import RULE_TITLE, RULES, SlackStandIn, percentile, report, serve
+from bench_request_overhead import CLIENT_CPU, machine, stop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import PostgresServer, RedisServer  # the tests' server helpers
+
+ADMIN_PASSWORD = "a long benchmark password"
+BUCKET = 10.0
+
+
+def start_cluster(
+    directory: Path, database: str, redis: str, slack_url: str
+) -> list[tuple[Any, str]]:
+    rules = directory / "rules.yaml"
+    rules.write_text(yaml.safe_dump(RULES))
+    settings = {
+        "connection_strings": {"database": database, "telemetry_store": database, "redis": redis},
+        "security": {"rate_limit_per_ip": "1000000/minute"},
+        "alerting": {"rule_files": [str(rules)]},
+        "notifications": {"slack": {"enabled": True, "webhook_url": slack_url}},
+    }
+    env = {"DIGITALME_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    # one after the other: the first one migrates the database
+    return [serve(directory / f"i{i}", settings, env) for i in range(3) if _mkdir(directory, i)]
+
+
+def _mkdir(directory: Path, index: int) -> bool:
+    (directory / f"i{index}").mkdir()
+    return True
+
+
+def admin_headers(base: str) -> dict[str, str]:
+    response = httpx.post(
+        f"{base}/api/auth/login",
+        json={"email": "admin@localhost", "password": ADMIN_PASSWORD},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def leader(bases: list[str], headers: dict[str, str]) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for index, base in enumerate(bases):
+            if httpx.get(f"{base}/api/cluster", headers=headers, timeout=5).json()["leading"]:
+                return index
+        time.sleep(0.2)
+    raise RuntimeError("no leader within 30 s")
+
+
+def alert_trials(bases: list[str], lead: int, slack: SlackStandIn, trials: int) -> list[float]:
+    fired, resolved = f"🚨 Alert: {RULE_TITLE}", f"🟢 Alert Resolved: {RULE_TITLE}"
+    followers = [httpx.Client(base_url=b, timeout=10) for i, b in enumerate(bases) if i != lead]
+    latencies = []
+    try:
+        for trial in range(trials):
+            now = time.time()
+            at = now // BUCKET * BUCKET + random.uniform(0.5, BUCKET - 1.5)
+            if at <= now:
+                at += BUCKET
+            time.sleep(at - now)
+            seen = slack.count()
+            client = followers[trial % len(followers)]
+            started = time.perf_counter()
+            assert client.get(f"/bench-breach-{trial}").status_code == 404
+            latencies.append(slack.wait(fired, seen) - started)
+            slack.wait(resolved, seen)
+            print(f"  alert {trial + 1}/{trials}: {latencies[-1] * 1000:.0f} ms", file=sys.stderr)
+    finally:
+        for client in followers:
+            client.close()
+    return latencies
+
+
+def load(base: str, rate: float, stop_at: float, sent: list[int]) -> None:
+    """``rate`` requests per second to ``base`` until ``stop_at`` (one in ten to a 404 path)."""
+    with httpx.Client(base_url=base, timeout=10) as client:
+        interval = 1.0 / rate
+        next_at = time.monotonic()
+        count = 0
+        while next_at < stop_at:
+            path = f"/load-{uuid.uuid4().hex[:6]}" if count % 10 == 0 else "/health/live"
+            client.get(path)
+            count += 1
+            next_at += interval
+            pause = next_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        sent.append(count)
+
+
+def query_under_load(
+    bases: list[str], headers: dict[str, str], rate: float, seconds: float
+) -> tuple[dict[str, list[float]], float]:
+    stop_at = time.monotonic() + seconds
+    sent: list[int] = []
+    threads = [
+        threading.Thread(target=load, args=(base, rate, stop_at, sent), daemon=True)
+        for base in bases
+    ]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    timings: dict[str, list[float]] = {"dashboard 1h": [], "performance 1h": []}
+    paths = {
+        "dashboard 1h": "/api/metrics/dashboard?window=1h",
+        "performance 1h": "/api/metrics/performance",
+    }
+    with httpx.Client(base_url=bases[0], timeout=30, headers=headers) as client:
+        time.sleep(5)  # let the load reach its pace
+        while time.monotonic() < stop_at:
+            for name, path in paths.items():
+                begun = time.perf_counter()
+                response = client.get(path)
+                timings[name].append(time.perf_counter() - begun)
+                response.raise_for_status()
+    for thread in threads:
+        thread.join()
+    achieved = sum(sent) / (time.monotonic() - started)
+    return timings, achieved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--load-seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="requests/s per instance")
+    args = parser.parse_args()
+    slack = SlackStandIn()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-out-") as scratch,
+        PostgresServer() as postgres,
+        RedisServer() as redis,
+    ):
+        postgres.create_database("bench")
+        if len(os.sched_getaffinity(0)) >= 2 and (os.cpu_count() or 1) >= 2:
+            os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the servers go to the other CPU
+        processes = start_cluster(Path(scratch), postgres.async_url("bench"), redis.url, slack.url)
+        try:
+            bases = [base for _, base in processes]
+            headers = admin_headers(bases[0])
+            time.sleep(3.0)  # first probes, first flushes
+            lead = leader(bases, headers)
+            latencies = alert_trials(bases, lead, slack, args.trials)
+            timings, achieved = query_under_load(bases, headers, args.rate, args.load_seconds)
+        finally:
+            for process, _ in processes:
+                stop(process)
+            slack.close()
+    print(f"machine: {machine()}")
+    print("three instances, PostgreSQL store, Redis backplane, default settings:")
+    report("breach on a follower -> Slack", latencies, 1.5)
+    print(f"load: {achieved:.0f} requests/s in all (asked {3 * args.rate:.0f})")
+    for name, values in timings.items():
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        print(
+            f"{name:<16} n={len(values):<4} p50 {p50 * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms"
+            f"  max {max(values) * 1000:6.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
