@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from receivers import HttpReceiver, ReceivedRequest
 from serve_process import ServeProcess
@@ -340,3 +340,74 @@ def test_the_hub_backplane_recovers_when_redis_comes_back(
         wait_for(  # the check's last result may be cached for a few seconds
             lambda: cluster.check(watcher, "hub-backplane") == "Healthy", "the check healthy"
         )
+
+
+def test_serve_with_two_workers_behaves_as_one(tmp_path: Path) -> None:
+    """``serve --workers 2`` on the embedded SQLite store and no Redis: one leader, and a hub
+    client of either worker hears an alert raised through the other (store backplane)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"server": {"data_dir": str(tmp_path / "var")}, "health": {"prober_enabled": False}}
+        )
+    )
+    env = {
+        "DIGITALME_CONFIG": str(config),
+        "DIGITALME_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "DIGITALME__SERVER__WORKERS": "2",
+    }
+    with ServeProcess(tmp_path, env) as server:
+        response = httpx.post(
+            f"{server.base_url}/api/auth/login",
+            json={"email": "admin@localhost", "password": ADMIN_PASSWORD},
+        )
+        assert response.status_code == 200, response.text
+        headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+        def status() -> dict[str, Any]:
+            # a new connection each time: the kernel hands it to either worker
+            found: dict[str, Any] = httpx.get(
+                f"{server.base_url}/api/cluster", headers=headers, timeout=10
+            ).json()
+            return found
+
+        workers: set[str] = set()
+
+        def both_answered() -> bool:
+            workers.add(status()["instance"])
+            return len(workers) == 2
+
+        wait_for(both_answered, "both workers answering")
+        leaders = {status()["lease"]["holder"] for _ in range(6)}
+        assert len(leaders) == 1  # both workers name the same leader
+        assert leaders <= workers
+
+        token = headers["Authorization"].removeprefix("Bearer ")
+        url = server.base_url.replace("http", "ws")
+
+        async def a_client_of_each_worker_hears() -> None:
+            sockets: dict[str, ClientConnection] = {}
+            opened: list[ClientConnection] = []
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    while len(sockets) < 2:  # new connections until both workers have one
+                        ws = await connect(f"{url}/hubs/metrics?access_token={token}")
+                        opened.append(ws)
+                        while (welcome := json.loads(await ws.recv()))["type"] != "Welcome":
+                            pass
+                        sockets.setdefault(welcome["instance"], ws)
+                    raised = await asyncio.to_thread(
+                        httpx.post,
+                        f"{server.base_url}/api/alerts",
+                        json={"title": "Workers", "severity": "High", "category": "Availability"},
+                        headers=headers,
+                    )
+                    assert raised.status_code == 201, raised.text
+                    for ws in sockets.values():
+                        while json.loads(await ws.recv())["type"] != "AlertFired":
+                            pass
+            finally:
+                for ws in opened:
+                    await ws.close()
+
+        asyncio.run(a_client_of_each_worker_hears())

@@ -31,6 +31,11 @@ readable at any time; one log line marks the start of an outage and one its
 end, never one per retry. Logs and health output name the server as
 ``host:port/db``: the URL's password never appears.
 
+The queue, the supervision, the envelope's checks on arrival, the state and its
+log lines are :class:`SupervisedBackplane`'s, which the store's backplane
+(:mod:`.store_backplane`) shares; :class:`RedisBackplane` adds the Redis
+session (subscription, keep-alive, ``PUBLISH``).
+
 Waiting (timeouts, backoff, keep-alive) uses the event loop's time; the
 ``since`` timestamps come from the injected clock.
 """
@@ -41,12 +46,13 @@ import asyncio
 import contextlib
 import json
 import random
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import structlog
 from redis.asyncio import Redis
@@ -72,6 +78,7 @@ __all__ = [
     "BackplaneStatus",
     "RedisBackplane",
     "StateListener",
+    "SupervisedBackplane",
     "backplane_check",
     "decode_envelope",
     "encode_envelope",
@@ -209,51 +216,57 @@ def decode_envelope(data: object, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[s
     return origin, message
 
 
-# -- Redis ------------------------------------------------------------------------------
+# -- the supervised session --------------------------------------------------------
 
 
-class RedisBackplane:
-    """A :class:`Backplane` over Redis pub/sub on ``channel`` of the server at ``url``."""
+class SupervisedBackplane(ABC):
+    """What the backplanes over a server (Redis, the telemetry store) share.
 
-    medium = "Redis"
+    The counters and the state; :meth:`publish` (the envelope, its size, the
+    bounded outbox: the oldest lost first, counted); a supervising task that runs
+    one session after the other with a backoff doubling from ``initial_backoff``
+    to ``max_backoff`` seconds, with jitter (reset once a session has lasted
+    ``max_backoff``); the incoming envelopes' checks; one log line at the start
+    of an outage and one at its end; :meth:`stop`, which flushes what is queued
+    (bounded, when connected) before ending the session.
+
+    A subclass names its ``medium`` and gives ``target`` (how logs and health
+    output name the server, no secret); its :meth:`_session` connects, then
+    runs :meth:`_serve` with its reader, and raises when the session ends;
+    :meth:`_send` writes one batch of the outbox (``max_batch`` messages at
+    most), :meth:`_unsent` decides what becomes of a batch that failed (by
+    default: dropped and counted, delivery at most once).
+    """
+
+    medium: str
+    """What carries the messages, for people reading the health output."""
+    max_batch = 1
+    """Outgoing messages per :meth:`_send`."""
 
     def __init__(
         self,
-        url: str,
-        channel: str,
         instance: str,
         *,
         clock: Clock,
-        queue_size: int = 1000,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-        timeout: float = 2.0,
-        keepalive: float = 15.0,
-        initial_backoff: float = 0.1,
-        max_backoff: float = 5.0,
-        rng: random.Random | None = None,
+        target: str,
+        queue_size: int,
+        max_message_bytes: int,
+        timeout: float,
+        initial_backoff: float,
+        max_backoff: float,
+        rng: random.Random | None,
     ) -> None:
-        self.channel = channel
         self.instance = instance
         self.clock = clock
+        self.target = target
+        """How logs and health output name the server (never a user name or password)."""
         self.queue_size = queue_size
         self.max_message_bytes = max_message_bytes
         self.timeout = timeout
-        """Seconds for connecting and for every command."""
-        self.keepalive = keepalive
-        """Seconds of silence on the subscription before a ``PING``."""
+        """Seconds for connecting and for every command or statement."""
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
-        # Retries are ours (backoff, state, one log line per outage): none in the client.
-        self._client: Redis = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=2,  # publishing, plus a spare; the subscription has its own
-        )
-        self.target = redis_target(self._client)
-        """``host:port/db``: how logs and health output name the server (no password)."""
         self._outbox: deque[bytes] = deque()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
@@ -317,15 +330,13 @@ class RedisBackplane:
         if len(data) > self.max_message_bytes:
             self._drop("too large")
             return
-        if len(self._outbox) >= self.queue_size:
-            self._outbox.popleft()
-            self.dropped += 1
         self._outbox.append(data)
+        self._trim()
         self._drained.clear()
         self._wake.set()
 
     async def stop(self, flush_timeout: float = 2.0) -> None:
-        """Send what is queued (bounded, when connected), then end the session and close."""
+        """Send what is queued (bounded, when connected), then end the session."""
         task, self._task = self._task, None
         if task is not None:
             if self._status is BackplaneStatus.CONNECTED:
@@ -337,9 +348,11 @@ class RedisBackplane:
                 await task
         self._status = BackplaneStatus.STOPPED
         self._since = self.clock.now()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await self._client.aclose()
+
+    def _trim(self) -> None:
+        while len(self._outbox) > self.queue_size:
+            self._outbox.popleft()
+            self.dropped += 1
 
     def _drop(self, reason: str) -> None:
         self.dropped += 1
@@ -367,26 +380,190 @@ class RedisBackplane:
             await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
             delay = min(delay * 2, self.max_backoff)
 
+    @abstractmethod
+    async def _session(self) -> None:
+        """Connect, then :meth:`_serve`; raise (never return) when the session ends."""
+
+    async def _serve(self, read: Coroutine[Any, Any, None]) -> NoReturn:
+        """Connected: run ``read`` and the writer until one of them fails, and raise its error."""
+        self._connected_at = asyncio.get_running_loop().time()
+        self._connected()
+        reader = asyncio.create_task(read, name="hub-backplane-read")
+        writer = asyncio.create_task(self._write(), name="hub-backplane-write")
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+        raise BackplaneError("the backplane session ended")  # pragma: no cover
+
+    async def _write(self) -> None:
+        while True:
+            while self._outbox:
+                count = min(len(self._outbox), self.max_batch)
+                batch = [self._outbox.popleft() for _ in range(count)]
+                try:
+                    await self._send(batch)
+                except BaseException:
+                    self._unsent(batch)
+                    raise
+                self.published += len(batch)
+            self._drained.set()
+            self._wake.clear()
+            await self._wake.wait()
+
+    @abstractmethod
+    async def _send(self, batch: list[bytes]) -> None:
+        """Write ``batch`` (envelopes, oldest first) on the medium, or raise."""
+
+    def _unsent(self, batch: list[bytes]) -> None:
+        """A batch whose sending failed: dropped, counted (at most once: it may have gone out)."""
+        self.dropped += len(batch)
+
+    def _accept(self, data: object, origin: str | None = None) -> None:
+        """Hand one incoming envelope to the hub, unless it is refused or this instance's own.
+
+        ``origin``, when the medium says who wrote it, must be the envelope's.
+        """
+        decoded = decode_envelope(data, self.max_message_bytes)
+        if isinstance(decoded, str):
+            self._refuse(decoded)
+            return
+        sender, message = decoded
+        if origin is not None and sender != origin:
+            self._refuse("origin mismatch")
+            return
+        if sender == self.instance:
+            self.echoes += 1
+            return
+        self.received += 1
+        if self._receive is None:
+            return
+        try:
+            self._receive(message)
+        except Exception:
+            self.errors += 1
+            log.exception("hub_backplane_receiver_failed", type=message.get("type"))
+
+    def _refuse(self, reason: str) -> None:
+        self.invalid += 1
+        if _worth_logging(self.invalid):
+            log.warning("hub_backplane_message_refused", reason=reason, invalid=self.invalid)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _where(self) -> dict[str, str]:
+        """How the log lines of an outage name the link."""
+        return {"target": self.target}
+
+    def _connected(self) -> None:
+        previous, began = self._status, self._since
+        self._status = BackplaneStatus.CONNECTED
+        self._since = self.clock.now()
+        if previous is BackplaneStatus.DISCONNECTED:
+            self.reconnects += 1
+            log.info(
+                "hub_backplane_reconnected",
+                **self._where(),
+                outage_seconds=round((self._since - began).total_seconds(), 3),
+            )
+        self._notify()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self._last_error = type(exc).__name__
+        if self._status is BackplaneStatus.DISCONNECTED:
+            return  # still the same outage: nothing new to say
+        self._status = BackplaneStatus.DISCONNECTED
+        self._since = self.clock.now()
+        log.warning(
+            "hub_backplane_disconnected",
+            **self._where(),
+            error=self._last_error,
+            detail=f"the live hub serves this instance's clients only until {self.medium} is back",
+        )
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._changed is None:
+            return
+        try:
+            self._changed(self.state)
+        except Exception:
+            self.errors += 1
+            log.exception("hub_backplane_listener_failed")
+
+
+# -- Redis ------------------------------------------------------------------------------
+
+
+class RedisBackplane(SupervisedBackplane):
+    """A :class:`Backplane` over Redis pub/sub on ``channel`` of the server at ``url``.
+
+    ``timeout`` bounds connecting and every command; ``keepalive`` is the seconds
+    of silence on the subscription before a ``PING``.
+    """
+
+    medium = "Redis"
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        instance: str,
+        *,
+        clock: Clock,
+        queue_size: int = 1000,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        timeout: float = 2.0,
+        keepalive: float = 15.0,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        # Retries are ours (backoff, state, one log line per outage): none in the client.
+        self._client: Redis = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=2,  # publishing, plus a spare; the subscription has its own
+        )
+        super().__init__(
+            instance,
+            clock=clock,
+            target=redis_target(self._client),  # host:port/db
+            queue_size=queue_size,
+            max_message_bytes=max_message_bytes,
+            timeout=timeout,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+            rng=rng,
+        )
+        self.channel = channel
+        self.keepalive = keepalive
+
+    async def stop(self, flush_timeout: float = 2.0) -> None:
+        """Send what is queued (bounded, when connected), then end the session and close."""
+        await super().stop(flush_timeout)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._client.aclose()
+
+    def _where(self) -> dict[str, str]:
+        return {"target": self.target, "channel": self.channel}
+
     async def _session(self) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             async with asyncio.timeout(self.timeout):
                 await pubsub.subscribe(self.channel)
-            self._connected_at = asyncio.get_running_loop().time()
-            self._connected()
-            reader = asyncio.create_task(self._read(pubsub), name="hub-backplane-read")
-            writer = asyncio.create_task(self._write(), name="hub-backplane-write")
-            try:
-                done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (reader, writer):
-                    task.cancel()
-                await asyncio.gather(reader, writer, return_exceptions=True)
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    raise error
-            raise BackplaneError("the backplane session ended")  # pragma: no cover
+            await self._serve(self._read(pubsub))
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
@@ -417,81 +594,10 @@ class RedisBackplane:
             elif loop.time() >= pinged_at + self.timeout:
                 raise BackplaneSilent("no answer to PING")
 
-    async def _write(self) -> None:
-        while True:
-            while self._outbox:
-                data = self._outbox.popleft()
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        await self._client.publish(self.channel, data)
-                except BaseException:
-                    self.dropped += 1  # at most once: it may have gone out
-                    raise
-                self.published += 1
-            self._drained.set()
-            self._wake.clear()
-            await self._wake.wait()
-
-    def _accept(self, data: object) -> None:
-        decoded = decode_envelope(data, self.max_message_bytes)
-        if isinstance(decoded, str):
-            self.invalid += 1
-            if _worth_logging(self.invalid):
-                log.warning("hub_backplane_message_refused", reason=decoded, invalid=self.invalid)
-            return
-        origin, message = decoded
-        if origin == self.instance:
-            self.echoes += 1
-            return
-        self.received += 1
-        if self._receive is None:
-            return
-        try:
-            self._receive(message)
-        except Exception:
-            self.errors += 1
-            log.exception("hub_backplane_receiver_failed", type=message.get("type"))
-
-    # -- state --------------------------------------------------------------------------
-
-    def _connected(self) -> None:
-        previous, began = self._status, self._since
-        self._status = BackplaneStatus.CONNECTED
-        self._since = self.clock.now()
-        if previous is BackplaneStatus.DISCONNECTED:
-            self.reconnects += 1
-            log.info(
-                "hub_backplane_reconnected",
-                target=self.target,
-                channel=self.channel,
-                outage_seconds=round((self._since - began).total_seconds(), 3),
-            )
-        self._notify()
-
-    def _failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        self._last_error = type(exc).__name__
-        if self._status is BackplaneStatus.DISCONNECTED:
-            return  # still the same outage: nothing new to say
-        self._status = BackplaneStatus.DISCONNECTED
-        self._since = self.clock.now()
-        log.warning(
-            "hub_backplane_disconnected",
-            target=self.target,
-            channel=self.channel,
-            error=self._last_error,
-            detail="the live hub serves this instance's clients only until Redis is back",
-        )
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._changed is None:
-            return
-        try:
-            self._changed(self.state)
-        except Exception:
-            self.errors += 1
-            log.exception("hub_backplane_listener_failed")
+    async def _send(self, batch: list[bytes]) -> None:
+        (data,) = batch  # max_batch = 1: one PUBLISH a message
+        async with asyncio.timeout(self.timeout):
+            await self._client.publish(self.channel, data)
 
 
 def _worth_logging(count: int) -> bool:
