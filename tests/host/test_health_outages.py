@@ -18,6 +18,7 @@ from digitalme.app import create_app
 from digitalme.host.migrate import upgrade_async
 from digitalme.monitoring.bus import Subscription
 from digitalme.monitoring.clock import SystemClock
+from digitalme.monitoring.dashboard.backplane import BackplaneStatus
 from digitalme.monitoring.facade import Monitoring
 from digitalme.monitoring.health import HEALTH_CHANGED_TOPIC, HealthChange, HealthStatus
 from digitalme.monitoring.storage import TelemetryStore
@@ -207,6 +208,13 @@ async def test_live_answers_when_every_dependency_is_down(tmp_path: Path) -> Non
         live = await http.get("/health/live")
         assert live.status_code == 200
         assert live.json()["status"] == "UP"
+        backplane = monitoring.backplane
+        assert backplane is not None
+        await eventually(  # its first connection attempt has failed (until then: "connecting")
+            lambda: backplane.state.status is BackplaneStatus.DISCONNECTED,
+            timeout=DEADLINE,
+            what="the backplane's first attempt refused",
+        )
 
         response = await http.get("/health")
         assert response.status_code == 503
