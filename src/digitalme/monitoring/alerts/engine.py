@@ -92,6 +92,7 @@ from digitalme.monitoring.bus import BusMessage, EventBus, Subscription
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.cluster.commands import CommandKind, CommandQueue
 from digitalme.monitoring.cluster.remote import MergedSource, RemoteBuckets, RemoteSecurityEvents
+from digitalme.monitoring.outages import Outages
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.items import SecurityEventItem, Severity
 from digitalme.settings import AlertingSettings
@@ -173,7 +174,11 @@ class AlertEngine:
             live if remote is None else MergedSource(live, remote)
         )
         self._remote_due = -math.inf
-        self._remote_failing = False
+        self._remote_outages = Outages(
+            "digitalme.monitoring.alerts",
+            failed="remote_telemetry_unavailable",
+            recovered="remote_telemetry_recovered",
+        )
         self.remote_errors = 0
         self._fingerprints: dict[tuple[str, tuple[str, ...]], str] = {}
         self._quiet: dict[str, dict[tuple[str, ...], tuple[object, ...]]] = {}
@@ -384,13 +389,9 @@ class AlertEngine:
             if self.strict:
                 raise
             self.remote_errors += 1
-            if not self._remote_failing:
-                self._remote_failing = True
-                log.warning("remote_telemetry_unavailable", error=type(exc).__name__)
+            self._remote_outages.failed("store", type(exc).__name__)
             return
-        if self._remote_failing:
-            self._remote_failing = False
-            log.info("remote_telemetry_recovered", errors=self.remote_errors)
+        self._remote_outages.recovered("store")
         if found and self.settings.security_alerts:
             await self.handle_security([BusMessage(topic, item) for topic, item in found])
 

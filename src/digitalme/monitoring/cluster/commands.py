@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from digitalme.monitoring.alerts.errors import AlertNotFound, LeaderUnavailable
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.outages import Outages
 from digitalme.monitoring.storage import schema
 
 __all__ = ["CommandKind", "CommandQueue", "CommandRunner"]
@@ -128,7 +129,11 @@ class CommandRunner:
         self.strict = strict
         self.applied = 0
         self.errors = 0
-        self._failing = False
+        self._outages = Outages(
+            "digitalme.monitoring.cluster",
+            failed="alert_commands_failed",
+            recovered="alert_commands_recovered",
+        )
         self._task: asyncio.Task[None] | None = None
         # outcomes of applied commands whose record failed: a retry must not apply twice
         self._unrecorded: dict[int, dict[str, Any]] = {}
@@ -167,16 +172,12 @@ class CommandRunner:
         while True:
             try:
                 await self.run_once()
-                if self._failing:
-                    self._failing = False
-                    log.info("alert_commands_recovered", errors=self.errors)
+                self._outages.recovered("queue")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self.strict:
                     raise
                 self.errors += 1
-                if not self._failing:
-                    self._failing = True
-                    log.warning("alert_commands_failed", error=type(exc).__name__)
+                self._outages.failed("queue", type(exc).__name__)
             await asyncio.sleep(RUNNER_INTERVAL)

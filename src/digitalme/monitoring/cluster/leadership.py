@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from digitalme.monitoring.cluster.lease import Lease
+from digitalme.monitoring.outages import Outages
 
 __all__ = ["Leadership"]
 
@@ -45,7 +46,12 @@ class Leadership:
         self.elections = 0
         """Times this instance became the leader."""
         self.errors = 0
-        self._failing = False
+        self._outages = Outages(
+            "digitalme.monitoring.cluster",
+            failed="lease_renewal_failed",
+            recovered="lease_store_recovered",
+            key="lease",
+        )
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -80,18 +86,12 @@ class Leadership:
         async with self._lock:
             try:
                 await self.lease.acquire()
-                if self._failing:
-                    self._failing = False
-                    log.info("lease_store_recovered", lease=self.lease.name)
+                self._outages.recovered(self.lease.name)
             except Exception as exc:
                 if self.strict:
                     raise
                 self.errors += 1
-                if not self._failing:  # one line per outage
-                    self._failing = True
-                    log.warning(
-                        "lease_renewal_failed", lease=self.lease.name, error=type(exc).__name__
-                    )
+                self._outages.failed(self.lease.name, type(exc).__name__)
             if self.lease.held():
                 if not self.leading:
                     self.leading = True

@@ -27,6 +27,7 @@ from digitalme.monitoring.cluster.commands import CommandKind, CommandQueue, Com
 from digitalme.monitoring.cluster.leadership import Leadership
 from digitalme.monitoring.cluster.lease import Lease
 from digitalme.monitoring.notifiers.dispatcher import Dispatcher
+from digitalme.monitoring.outages import Outages
 from digitalme.monitoring.telemetry.items import Severity
 
 __all__ = ["ALERTING_LEASE", "FOLLOW_INTERVAL", "AlertNode"]
@@ -63,7 +64,11 @@ class AlertNode:
         )
         self._follow_task: asyncio.Task[None] | None = None
         self.follow_errors = 0
-        self._follow_failing = False
+        self._outages = Outages(
+            "digitalme.monitoring.cluster",
+            failed="alert_mirror_unavailable",
+            recovered="alert_mirror_recovered",
+        )
 
     @property
     def leading(self) -> bool:
@@ -143,15 +148,11 @@ class AlertNode:
     async def _refresh_guarded(self) -> None:
         try:
             await self.refresh_mirror()
-            if self._follow_failing:
-                self._follow_failing = False
-                log.info("alert_mirror_recovered", errors=self.follow_errors)
+            self._outages.recovered("store")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if self.strict:
                 raise
             self.follow_errors += 1
-            if not self._follow_failing:
-                self._follow_failing = True
-                log.warning("alert_mirror_unavailable", error=type(exc).__name__)
+            self._outages.failed("store", type(exc).__name__)
