@@ -226,18 +226,25 @@ def test_a_breach_on_one_instance_notifies_once_and_reaches_a_hub_client_of_anot
     url = cluster.processes[(leader + 2) % 3].base_url.replace("http", "ws")
     traffic_on = (leader + 1) % 3
 
-    async def watch_hub() -> dict[str, Any]:
+    async def watch_hub() -> tuple[dict[str, Any], dict[str, Any]]:
         async with connect(f"{url}/hubs/metrics?access_token={token}") as ws:
             async with asyncio.timeout(DEADLINE):
                 while json.loads(await ws.recv())["type"] != "Welcome":
                     pass
                 await asyncio.to_thread(cluster.hit, traffic_on, "/api/cluster", 25, 401)
-                while True:
+                fired: dict[str, Any] | None = None
+                snapshot: dict[str, Any] | None = None
+                while fired is None or snapshot is None:
                     message: dict[str, Any] = json.loads(await ws.recv())
                     if message["type"] == "AlertFired":
-                        return message
+                        fired = message
+                    # the live figures include the other instances' requests
+                    if message["type"] == "MetricsSnapshot" and message["requests_1m"] >= 25:
+                        snapshot = message
+                return fired, snapshot
 
-    fired = asyncio.run(watch_hub())
+    fired, snapshot = asyncio.run(watch_hub())
+    assert snapshot["instances"] >= 2
     assert fired["alert"]["rule_id"] == "refused_reads"
     assert fired["instance"] == cluster.status(leader)["instance"]  # raised by the leader
     wait_for(lambda: cluster.slack_texts("Refused refused_reads"), "the Slack notice")

@@ -59,7 +59,7 @@ from digitalme.monitoring.notifiers.dispatcher import Dispatcher
 from digitalme.monitoring.storage import RetentionJob, TelemetryStore
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.buffer import ItemBuffer
-from digitalme.monitoring.telemetry.client import TelemetryClient
+from digitalme.monitoring.telemetry.client import REQUEST_DURATION, TelemetryClient
 from digitalme.monitoring.telemetry.enrichment import Enricher
 from digitalme.monitoring.telemetry.instrumentation.asgi import TelemetryMiddleware
 from digitalme.monitoring.telemetry.performance import PerformanceMonitor
@@ -323,6 +323,17 @@ class Monitoring:
                 interval=dashboard.snapshot_interval,
                 clock=self.clock,
                 active_alerts=self._active_alert_count,
+                # the other instances' requests of the last minute (and a bucket more)
+                remote=None
+                if store is None
+                else RemoteBuckets(
+                    store.engine,
+                    self.instance,
+                    resolution=self.aggregator.resolution,
+                    window=60.0 + self.aggregator.resolution,
+                    clock=self.clock,
+                    names=[REQUEST_DURATION],
+                ),
             ),
             redactor=self.redactor,
             health_status=self.health.prober.status,

@@ -59,8 +59,11 @@ class RemoteBuckets:
         clock: Clock,
         recent: float = 60.0,
         full_every: float = 60.0,
+        names: Sequence[str] | None = None,
     ) -> None:
         self.engine = engine
+        self.names = None if names is None else sorted(set(names))
+        """Only these metrics' buckets (None: every metric's)."""
         self.instance = instance
         self.resolution = resolution
         self.window = window
@@ -108,6 +111,10 @@ class RemoteBuckets:
             table.c.start >= since,
             table.c.instance != self.instance,
         )
+        if self.names is not None:
+            series = schema.metric_series
+            named = select(series.c.id).where(series.c.name.in_(self.names))
+            query = query.where(table.c.series_id.in_(named.scalar_subquery()))
         async with self.engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
             unknown = {row["series_id"] for row in rows} - self._names.keys()

@@ -333,6 +333,21 @@ class Hub:
         async for message in subscription:
             self.handle(message)
 
+    async def _snapshots(self) -> None:
+        """A snapshot every interval; with clients, the other instances' figures are read
+        first (nobody watching: no reads)."""
+        while True:
+            await asyncio.sleep(self.snapshot.interval)
+            try:
+                if self.clients:
+                    await self.snapshot.refresh()
+                self.take_snapshot()
+            except Exception:
+                if self.strict:
+                    raise
+                self.errors += 1
+                log.exception("hub_loop_failed", loop="snapshot")
+
     async def _every(self, seconds: float, action: Callable[[], None], name: str) -> None:
         while True:
             await asyncio.sleep(seconds)
@@ -356,10 +371,7 @@ class Hub:
         )
         self._tasks = [
             asyncio.create_task(self._listen(self._subscription), name="hub-bus"),
-            asyncio.create_task(
-                self._every(self.snapshot.interval, self.take_snapshot, "snapshot"),
-                name="hub-snapshot",
-            ),
+            asyncio.create_task(self._snapshots(), name="hub-snapshot"),
             asyncio.create_task(
                 self._every(self.heartbeat_interval, self.beat, "heartbeat"),
                 name="hub-heartbeat",
