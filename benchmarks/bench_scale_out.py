@@ -16,6 +16,13 @@ resolves at the next bucket boundary).
   instances' new buckets (``cluster.remote_poll_interval``), its engine ticks
   (``alerting.tick``), writes the alert and its delivery, and its dispatcher
   posts. Each trial waits for the resolved notice before the next.
+* **The peer, side by side** (``--peer-trials``, in the same run, on the same three
+  instances): Prometheus scraping their ``/metrics`` every second and evaluating
+  ``increase(digitalme_http_server_duration_count{route="GET <unmatched>"}[10s]) > 0``
+  every second (``for: 0s``), Alertmanager with ``group_wait: 0s`` posting to a webhook
+  stand-in: the same breach (on any instance, every phase of the scrape), timed to the
+  webhook's arrival. Needs ``prometheus`` and ``prometheus-alertmanager`` on ``PATH``
+  (Debian packages).
 * **Dashboard queries under load** (``--load-seconds``): each instance gets
   ``--rate`` requests per second (``GET /health/live`` and unknown paths,
   paced by one client thread per instance) while ``/api/metrics/dashboard``
@@ -26,32 +33,37 @@ As in :mod:`bench_alert_latency`, the three servers are pinned to CPU 0 and this
 process (clients, Slack stand-in) to CPU 1 when there are 2 CPUs; PostgreSQL and
 Redis are not pinned.
 
-Run: ``.venv/bin/python benchmarks/bench_scale_out.py [--trials 40 --load-seconds 60 --rate 100]``
-(about 10 s per trial, plus the load phase).
+Run: ``.venv/bin/python benchmarks/bench_scale_out.py [--trials 40 --load-seconds 60 --rate 100
+--peer-trials 30]`` (about 10 s per trial of each kind, plus the load phase).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 from bench_alert_latency import RULE_TITLE, RULES, SlackStandIn, percentile, report, serve
-from bench_request_overhead import CLIENT_CPU, machine, stop
+from bench_request_overhead import CLIENT_CPU, free_port, machine, stop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import PostgresServer, RedisServer  # the tests' server helpers
 
 ADMIN_PASSWORD = "a long benchmark password"
+SCRAPE_TOKEN = "benchmark-scrape-token-0123456789"
 BUCKET = 10.0
 
 
@@ -70,6 +82,7 @@ def start_cluster(
         "health": {"rate_limit_per_ip": "1000000/minute"},  # /health/live is part of the load
         "alerting": {"rule_files": [str(rules)]},
         "notifications": {"slack": {"enabled": True, "webhook_url": slack_url}},
+        "metrics": {"scrape_token": SCRAPE_TOKEN},
     }
     env = {"DIGITALME_ADMIN_PASSWORD": ADMIN_PASSWORD}
     # one after the other: the first one migrates the database
@@ -175,11 +188,167 @@ def query_under_load(
     return timings, achieved
 
 
+class WebhookStandIn:
+    """Alertmanager's webhook receiver: notes when each firing / resolved notice arrives."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, str]] = []
+        self._changed = threading.Condition()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                arrived = time.perf_counter()
+                with stand_in._changed:
+                    stand_in.posts.append((arrived, json.loads(body)["status"]))
+                    stand_in._changed.notify_all()
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alertmanager"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def wait(self, status: str, after: int, timeout: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for arrived, posted in self.posts[after:]:
+                    if posted == status:
+                        return arrived
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"no {status} webhook within {timeout:g} s")
+                self._changed.wait(remaining)
+
+    def count(self) -> int:
+        with self._changed:
+            return len(self.posts)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+PEER_RULE = 'sum(increase(digitalme_http_server_duration_count{route="GET <unmatched>"}[10s])) > 0'
+
+
+def start_peer(directory: Path, bases: list[str], webhook: str) -> list[subprocess.Popen[bytes]]:
+    """Prometheus (1 s scrapes and rule evaluations) and Alertmanager (no group wait) on
+    the three instances, tuned for speed; their binaries from ``PATH`` (Debian packages)."""
+    am_port, prom_port = free_port(), free_port()
+    (directory / "alertmanager.yml").write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "hook",
+                    "group_by": ["alertname"],
+                    "group_wait": "0s",
+                    "group_interval": "1s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {"name": "hook", "webhook_configs": [{"url": webhook, "send_resolved": True}]}
+                ],
+            }
+        )
+    )
+    (directory / "rules.yml").write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "bench",
+                        "interval": "1s",
+                        "rules": [{"alert": "BenchBreach", "expr": PEER_RULE, "for": "0s"}],
+                    }
+                ]
+            }
+        )
+    )
+    (directory / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(directory / "rules.yml")],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": [
+                    {
+                        "job_name": "digitalme",
+                        "authorization": {"credentials": SCRAPE_TOKEN},
+                        "static_configs": [
+                            {"targets": [base.removeprefix("http://") for base in bases]}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    binaries = [shutil.which(name) for name in ("prometheus", "prometheus-alertmanager")]
+    if None in binaries:
+        raise RuntimeError("--peer-trials needs prometheus and prometheus-alertmanager (apt)")
+    prometheus_bin, alertmanager_bin = (str(path) for path in binaries)
+    alertmanager = subprocess.Popen(  # noqa: S603 (fixed argv)
+        [
+            alertmanager_bin,
+            f"--config.file={directory / 'alertmanager.yml'}",
+            f"--storage.path={directory / 'am'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+        **quiet,
+    )
+    prometheus = subprocess.Popen(  # noqa: S603 (fixed argv)
+        [
+            prometheus_bin,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'prom'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        **quiet,
+    )
+    return [prometheus, alertmanager]
+
+
+def peer_trials(bases: list[str], hook: WebhookStandIn, trials: int) -> list[float]:
+    """The same breach as :func:`alert_trials`, timed to Alertmanager's webhook."""
+    clients = [httpx.Client(base_url=b, timeout=10) for b in bases]
+    latencies = []
+    try:
+        clients[0].get("/bench-warm-up")  # the series exists before the first trial
+        time.sleep(15)  # scraped, and its increase is over
+        for trial in range(trials):
+            seen = hook.count()
+            client = clients[trial % len(clients)]
+            started = time.perf_counter()
+            assert client.get(f"/bench-peer-{trial}").status_code == 404
+            latencies.append(hook.wait("firing", seen) - started)
+            hook.wait("resolved", seen)
+            time.sleep(random.uniform(0.0, 1.0))  # every phase of the scrape and the rule
+            print(f"  peer {trial + 1}/{trials}: {latencies[-1] * 1000:.0f} ms", file=sys.stderr)
+    finally:
+        for client in clients:
+            client.close()
+    return latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s per instance")
+    parser.add_argument(
+        "--peer-trials", type=int, default=0, help="Prometheus + Alertmanager trials (0: none)"
+    )
     args = parser.parse_args()
     slack = SlackStandIn()
     with (
@@ -200,6 +369,18 @@ def main() -> None:
             print(f"machine: {machine()}")
             print("three instances, PostgreSQL store, Redis backplane, default settings:")
             report("breach on a follower -> Slack", latencies, 1.5)
+            if args.peer_trials:
+                hook = WebhookStandIn()
+                peers = start_peer(Path(scratch), bases, hook.url)
+                try:
+                    peer = peer_trials(bases, hook, args.peer_trials)
+                finally:
+                    for process in peers:
+                        stop(process)
+                    hook.close()
+                print("the same breach through Prometheus (1 s scrapes and evaluations) and")
+                print("Alertmanager (group_wait 0s) scraping the same three instances:")
+                report("breach -> Alertmanager hook", peer, 1.5)
             timings, achieved = query_under_load(bases, headers, args.rate, args.load_seconds)
         finally:
             for process, _ in processes:
