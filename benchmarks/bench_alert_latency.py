@@ -77,9 +77,13 @@ RULES = {
 
 
 class SlackStandIn:
-    """Records ``(arrival perf_counter, text)`` of every POST; answers ``200 ok``."""
+    """Records ``(arrival perf_counter, text)`` of every POST; answers ``200 ok``.
 
-    def __init__(self) -> None:
+    ``field`` is the JSON body's field recorded: Slack's ``text``, or ``status``
+    (``firing`` / ``resolved``) for an Alertmanager webhook.
+    """
+
+    def __init__(self, field: str = "text") -> None:
         self.posts: list[tuple[float, str]] = []
         self._changed = threading.Condition()
         stand_in = self
@@ -89,7 +93,7 @@ class SlackStandIn:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 arrived = time.perf_counter()
                 with stand_in._changed:
-                    stand_in.posts.append((arrived, json.loads(body)["text"]))
+                    stand_in.posts.append((arrived, json.loads(body)[field]))
                     stand_in._changed.notify_all()
                 self.send_response(200)
                 self.send_header("content-length", "2")

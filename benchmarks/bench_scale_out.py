@@ -40,7 +40,6 @@ Run: ``.venv/bin/python benchmarks/bench_scale_out.py [--trials 40 --load-second
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -50,7 +49,6 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -188,54 +186,6 @@ def query_under_load(
     return timings, achieved
 
 
-class WebhookStandIn:
-    """Alertmanager's webhook receiver: notes when each firing / resolved notice arrives."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[float, str]] = []
-        self._changed = threading.Condition()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                arrived = time.perf_counter()
-                with stand_in._changed:
-                    stand_in.posts.append((arrived, json.loads(body)["status"]))
-                    stand_in._changed.notify_all()
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alertmanager"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def wait(self, status: str, after: int, timeout: float = 60.0) -> float:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for arrived, posted in self.posts[after:]:
-                    if posted == status:
-                        return arrived
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RuntimeError(f"no {status} webhook within {timeout:g} s")
-                self._changed.wait(remaining)
-
-    def count(self) -> int:
-        with self._changed:
-            return len(self.posts)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 PEER_RULE = 'sum(increase(digitalme_http_server_duration_count{route="GET <unmatched>"}[10s])) > 0'
 
 
@@ -319,7 +269,7 @@ def start_peer(directory: Path, bases: list[str], webhook: str) -> list[subproce
     return [prometheus, alertmanager]
 
 
-def peer_trials(bases: list[str], hook: WebhookStandIn, trials: int) -> list[float]:
+def peer_trials(bases: list[str], hook: SlackStandIn, trials: int) -> list[float]:
     """The same breach as :func:`alert_trials`, timed to Alertmanager's webhook."""
     clients = [httpx.Client(base_url=b, timeout=10) for b in bases]
     latencies = []
@@ -370,7 +320,7 @@ def main() -> None:
             print("three instances, PostgreSQL store, Redis backplane, default settings:")
             report("breach on a follower -> Slack", latencies, 1.5)
             if args.peer_trials:
-                hook = WebhookStandIn()
+                hook = SlackStandIn(field="status")  # Alertmanager webhook bodies
                 peers = start_peer(Path(scratch), bases, hook.url)
                 try:
                     peer = peer_trials(bases, hook, args.peer_trials)
