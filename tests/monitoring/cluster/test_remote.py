@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from digitalme.monitoring.alerts import AlertEngine, AlertRule, AlertState, SqlAlertStore
 from digitalme.monitoring.bus import BusMessage, EventBus
-from digitalme.monitoring.cluster.remote import RemoteBuckets, RemoteSecurityEvents
+from digitalme.monitoring.cluster.commands import (
+    RUNNER_INTERVAL,
+    CommandKind,
+    CommandQueue,
+    CommandRunner,
+)
+from digitalme.monitoring.cluster.remote import (
+    ALONE_INTERVAL,
+    RemoteBuckets,
+    RemoteSecurityEvents,
+)
 from digitalme.monitoring.storage import TelemetryStore
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.client import CRITICAL_SECURITY_TOPIC
@@ -122,3 +134,43 @@ async def test_security_events_of_other_instances_group_with_local_ones(
     clock.advance(0.3)
     await engine.evaluate()  # read again: nothing counted twice
     assert engine.active_alerts()[0].count == 4
+
+
+async def test_a_lone_leader_reads_the_store_once_a_second_until_another_instance_writes(
+    store: TelemetryStore, clock: FakeClock
+) -> None:
+    aggregator = Aggregator(SeriesRegistry(), 10, 900)
+    engine = leader_engine(store, clock, aggregator, rule(aggregation="count", threshold=3))
+    remote = engine.remote
+    assert remote is not None
+
+    async def polls_after(seconds: float) -> int:
+        clock.advance(seconds)
+        await engine.evaluate()
+        return remote.polls
+
+    assert await polls_after(0) == 1
+    assert engine.alone
+    assert await polls_after(0.3) == 1  # alone: not every remote_poll_interval (0.25 s)
+    assert await polls_after(0.8) == 2  # but once a second
+    await write(store, "b", "m", bucket(clock.time(), 1))
+    assert await polls_after(1.0) == 3
+    assert not engine.alone
+    assert await polls_after(0.3) == 4  # another instance writes: every 0.25 s again
+    assert await polls_after(0.3) == 5
+
+
+def test_the_leader_looks_at_the_command_queue_slowly_only_while_alone(
+    store: TelemetryStore, clock: FakeClock
+) -> None:
+    alone = [True]
+
+    async def apply(kind: CommandKind, body: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    runner = CommandRunner(
+        CommandQueue(store.engine, clock, timeout=5.0), apply, alone=lambda: alone[0]
+    )
+    assert runner.interval() == ALONE_INTERVAL == 1.0
+    alone[0] = False
+    assert runner.interval() == RUNNER_INTERVAL == 0.1

@@ -8,7 +8,12 @@ import pytest
 
 from digitalme.monitoring.facade import Monitoring
 from digitalme.monitoring.telemetry.buffer import ItemBuffer
-from digitalme.monitoring.telemetry.context import TelemetryContext, current_context
+from digitalme.monitoring.telemetry.context import (
+    TelemetryContext,
+    context_from_traceparent,
+    current_context,
+    score,
+)
 from digitalme.monitoring.telemetry.items import (
     EventItem,
     ExceptionItem,
@@ -16,7 +21,7 @@ from digitalme.monitoring.telemetry.items import (
     SecurityEventItem,
     Severity,
 )
-from digitalme.monitoring.telemetry.sampling import Sampler, ladder, score
+from digitalme.monitoring.telemetry.sampling import Sampler, ladder
 from digitalme.monitoring.testing import FakeClock, InMemorySink
 from digitalme.settings import load_settings
 
@@ -68,6 +73,26 @@ def test_fixed_sampling_keeps_operations_whole_and_weights_are_unbiased() -> Non
             kept_weight += request.weight
     assert abs(kept_weight - total) / total < 0.1
     assert 0 <= score("anything") < 100
+
+
+def test_an_operation_started_here_is_sampled_as_one_without_drawing_its_trace_id() -> None:
+    sampler = Sampler(25)
+    kept = 0
+    total = 4000
+    for _ in range(total):
+        context = TelemetryContext()
+        first = sampler.weight(context, 0.0)
+        assert sampler.weight(context, 0.0) == first  # every item of the operation alike
+        assert first in (0.0, 4.0)
+        kept += first > 0
+    assert context._trace_id is None  # the position did not need the id
+    assert abs(kept / total - 0.25) < 0.05
+
+
+def test_a_continued_trace_is_sampled_by_its_trace_id_on_every_instance() -> None:
+    header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    one, other = context_from_traceparent(header), context_from_traceparent(header)
+    assert one.sampling_position == other.sampling_position == score(one.trace_id)
 
 
 def test_exceptions_and_security_events_are_never_sampled() -> None:

@@ -91,7 +91,12 @@ from digitalme.monitoring.alerts.store import (
 from digitalme.monitoring.bus import BusMessage, EventBus, Subscription
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.cluster.commands import CommandKind, CommandQueue
-from digitalme.monitoring.cluster.remote import MergedSource, RemoteBuckets, RemoteSecurityEvents
+from digitalme.monitoring.cluster.remote import (
+    ALONE_INTERVAL,
+    MergedSource,
+    RemoteBuckets,
+    RemoteSecurityEvents,
+)
 from digitalme.monitoring.outages import Outages
 from digitalme.monitoring.telemetry.aggregation import Aggregator
 from digitalme.monitoring.telemetry.items import SecurityEventItem, Severity
@@ -220,6 +225,11 @@ class AlertEngine:
         self._fingerprints = {}
 
     # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def alone(self) -> bool:
+        """No other instance's telemetry is seen (or none is read): the store is polled slowly."""
+        return self.remote is None or self.remote.alone
 
     @property
     def running(self) -> bool:
@@ -373,8 +383,8 @@ class AlertEngine:
 
     async def _read_remote(self) -> None:
         """The other instances' new buckets and security events, every
-        ``remote_poll_interval`` (a failure is logged once and evaluation goes on with
-        what was read before)."""
+        ``remote_poll_interval`` (every :data:`ALONE_INTERVAL` while none is seen; a
+        failure is logged once and evaluation goes on with what was read before)."""
         if self.remote is None and self.remote_security is None:
             return
         now = self.clock.monotonic()
@@ -384,6 +394,8 @@ class AlertEngine:
         try:
             if self.remote is not None:
                 await self.remote.refresh()
+                if self.remote.alone:
+                    self._remote_due = now + max(self.remote_poll_interval, ALONE_INTERVAL)
             found = [] if self.remote_security is None else await self.remote_security.poll()
         except Exception as exc:
             if self.strict:

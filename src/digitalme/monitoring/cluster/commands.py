@@ -6,7 +6,9 @@ silence, through another instance must not write around it: that instance
 queues a command in ``telemetry_alert_commands`` (:meth:`CommandQueue.submit`)
 and waits for its outcome; the leader's :class:`CommandRunner` takes queued
 commands every :data:`RUNNER_INTERVAL` seconds, applies them through its own
-engine and records the outcome. No leader within ``timeout`` seconds:
+engine and records the outcome (every :data:`ALONE_INTERVAL` seconds while no other
+instance has written telemetry lately: a lone instance queues nothing, and one that
+just started is seen within a second). No leader within ``timeout`` seconds:
 :class:`~digitalme.monitoring.alerts.errors.LeaderUnavailable` (503). Rules
 and silences are saved to the store by the instance that received them; the
 command only tells the leader to read them again.
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from digitalme.monitoring.alerts.errors import AlertNotFound, LeaderUnavailable
 from digitalme.monitoring.clock import Clock
+from digitalme.monitoring.cluster.remote import ALONE_INTERVAL
 from digitalme.monitoring.outages import Outages
 from digitalme.monitoring.storage import schema
 
@@ -123,9 +126,17 @@ Apply = Callable[[CommandKind, dict[str, Any]], Awaitable[dict[str, Any]]]
 class CommandRunner:
     """On the leader: applies queued commands with ``apply`` (the facade's), in order."""
 
-    def __init__(self, queue: CommandQueue, apply: Apply, *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        queue: CommandQueue,
+        apply: Apply,
+        *,
+        alone: Callable[[], bool] = lambda: False,
+        strict: bool = False,
+    ) -> None:
         self.queue = queue
         self._apply = apply
+        self._alone = alone
         self.strict = strict
         self.applied = 0
         self.errors = 0
@@ -148,6 +159,10 @@ class CommandRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    def interval(self) -> float:
+        """Seconds until the next look at the queue."""
+        return ALONE_INTERVAL if self._alone() else RUNNER_INTERVAL
 
     async def run_once(self) -> int:
         """Apply what is queued; returns how many commands were applied."""
@@ -180,4 +195,4 @@ class CommandRunner:
                     raise
                 self.errors += 1
                 self._outages.failed("queue", type(exc).__name__)
-            await asyncio.sleep(RUNNER_INTERVAL)
+            await asyncio.sleep(self.interval())

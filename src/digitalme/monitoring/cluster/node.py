@@ -58,7 +58,9 @@ class AlertNode:
         self.dispatcher = dispatcher
         self.queue = queue
         self.strict = strict
-        self.runner = CommandRunner(queue, self.apply, strict=strict)
+        self.runner = CommandRunner(
+            queue, self.apply, alone=lambda: self.engine.alone, strict=strict
+        )
         self.leadership = Leadership(
             lease, on_elected=self._elected, on_demoted=self._demoted, strict=strict
         )

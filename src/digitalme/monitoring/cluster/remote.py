@@ -12,7 +12,10 @@ instance (:class:`RemoteSecurityEvents`).
 ``recent`` seconds (the ones still filling: a handful per series); every
 ``full_every`` seconds it reads the whole window, for an instance that flushed
 late (its store write failed for a while). A row whose count and sum are
-those already held is not decoded again.
+those already held is not decoded again. While no other instance has buckets
+in the window (:attr:`RemoteBuckets.alone`), the leader polls once a second
+(:data:`ALONE_INTERVAL`) instead: a lone instance then costs one small query a
+second, and a new one is seen within a second of its first flush.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from digitalme.monitoring.telemetry.client import (
 from digitalme.monitoring.telemetry.items import SecurityEventItem, Severity
 from digitalme.monitoring.telemetry.sketch import Bucket
 
-__all__ = ["MergedSource", "RemoteBuckets", "RemoteSecurityEvents"]
+__all__ = ["ALONE_INTERVAL", "MergedSource", "RemoteBuckets", "RemoteSecurityEvents"]
 
 RemoteKey = tuple[str, int]
 """``(instance, series id)``: a remote series' identity (never a local ``SeriesKey``)."""
 Member = tuple[object, Mapping[str, str], Mapping[float, Bucket]]
 
+ALONE_INTERVAL = 1.0
+"""Seconds between the leader's polls while no other instance is seen."""
 MAX_REMOTE_SERIES = 200_000
 """Remote series held at most (instances x series); past it new ones are left out (counted)."""
 
@@ -85,6 +90,11 @@ class RemoteBuckets:
         self._index.clear()
         self._indexed = True
         self._last_full = -math.inf
+
+    @property
+    def alone(self) -> bool:
+        """No other instance has buckets in the window (as of the last poll)."""
+        return not self._buckets
 
     @property
     def instances(self) -> set[str]:

@@ -16,6 +16,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import SeriesKey
@@ -66,8 +67,7 @@ class Totals:
             buckets[index] += count
 
 
-def _bound_index(value: float) -> int:
-    return bisect_left(HISTOGRAM_BOUNDS, value)
+_bound_index = partial(bisect_left, HISTOGRAM_BOUNDS)
 
 
 class Aggregator:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from contextvars import ContextVar
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -27,6 +28,11 @@ def new_span_id() -> str:
     return f"{random.getrandbits(64) or 1:016x}"
 
 
+def score(operation_id: str) -> float:
+    """A stable position in [0, 100) for an operation id."""
+    return (zlib.crc32(operation_id.encode()) % 10_000) / 100.0
+
+
 class TelemetryContext:
     """What every item of one operation shares. Mutable only by the code that owns the request.
 
@@ -35,6 +41,7 @@ class TelemetryContext:
     """
 
     __slots__ = (
+        "_position",
         "_span_id",
         "_trace_id",
         "client_ip",
@@ -64,6 +71,7 @@ class TelemetryContext:
     ) -> None:
         self._trace_id = trace_id
         self._span_id = span_id
+        self._position: float | None = None
         self.parent_span_id = parent_span_id
         self.sampled_flag = sampled_flag
         self.request_id = request_id
@@ -79,6 +87,22 @@ class TelemetryContext:
         if self._trace_id is None:
             self._trace_id = new_trace_id()
         return self._trace_id
+
+    @property
+    def sampling_position(self) -> float:
+        """Where this operation falls in [0, 100) for sampling, the same for all its items.
+
+        A trace continued from a caller hashes its trace id, so every service
+        hashing the same id decides alike; a trace started here has a random id,
+        so a random position (drawn once, without drawing the id) is as good.
+        """
+        if self._position is None:
+            self._position = (
+                random.random() * 100  # noqa: S311 (a position, not a secret)
+                if self._trace_id is None
+                else score(self._trace_id)
+            )
+        return self._position
 
     @property
     def span_id(self) -> str:

@@ -1,7 +1,9 @@
 """Sampling: one decision per operation, fixed or adaptive, with weights that keep counts honest.
 
-The decision hashes the operation id, so every item of one request is kept or
-dropped together (and another instance hashing the same id agrees). A kept item
+The decision is the operation's sampling position
+(:attr:`~.context.TelemetryContext.sampling_position`), so every item of one
+request is kept or dropped together (and, for a trace continued from a caller,
+another service hashing the same trace id agrees). A kept item
 carries ``weight = 100 / percentage``: summing weights over stored items gives
 unbiased counts. Exceptions and security events are never sampled out. Metrics
 are aggregated before this step, so their counts are always exact.
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import math
 import random
-import zlib
 
 from digitalme.monitoring.telemetry.context import TelemetryContext
 from digitalme.monitoring.telemetry.items import AnyItem, Priority
@@ -34,11 +35,6 @@ def ladder(percentage: float) -> float:
     """The nearest 100/N not above ``percentage`` (100, 50, 33.3, 25, ...)."""
     clamped = min(100.0, max(MIN_PERCENTAGE, percentage))
     return 100.0 / math.ceil(100.0 / clamped - 1e-9)
-
-
-def score(operation_id: str) -> float:
-    """A stable position in [0, 100) for an operation id."""
-    return (zlib.crc32(operation_id.encode()) % 10_000) / 100.0
 
 
 class Sampler:
@@ -88,7 +84,7 @@ class Sampler:
         if percentage >= 100.0:
             return 1.0
         # a sampling position, not a secret: the Mersenne Twister is what we want here
-        position = score(context.trace_id) if context is not None else random.random() * 100  # noqa: S311
+        position = context.sampling_position if context is not None else random.random() * 100  # noqa: S311
         if position < percentage:
             return 100.0 / percentage
         self.sampled_out += 1

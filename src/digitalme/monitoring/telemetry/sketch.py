@@ -75,7 +75,9 @@ class Bucket:
             for value in values:
                 if value <= smallest:
                     sketch.add(value)
-        keys = list(map(_MAPPING.key, positive))
+        # _MAPPING.key(value), inlined (the same expression: a call per value is most of the cost)
+        log, ceil, multiplier, offset = math.log, math.ceil, _MAPPING._multiplier, _MAPPING._offset
+        keys = [int(ceil(log(value, 2) * multiplier) + offset) for value in positive]
         representative = dict(zip(keys, positive, strict=True))
         for key, weight in Counter(keys).items():
             sketch.add(representative[key], weight)
