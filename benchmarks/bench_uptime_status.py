@@ -38,10 +38,11 @@ moment and needs no moving.
 
 **The measurement**, in this process, sequential, after ``--warmups`` rounds,
 ``--requests`` times: (a) ``UptimeReader.standard(Source.INSIDE)`` (1h, 24h, 7d,
-30d, 90d, 365d for every component, one ``totals`` query per window plus the
-components' state); (b) the 90 daily bars of every component (``UptimeStore.buckets``
-with a day-level segment from 89 days before today's UTC midnight to now, one
-query per component); (a)+(b), one status-page request's reads; (c) if
+30d, 90d, 365d for every component: the components' state, then one statement
+summing every window, ``UptimeStore.window_totals``); (b) the 90 daily bars of
+every component (``UptimeStore.buckets_of`` with a day-level segment from 89 days
+before today's UTC midnight to now, one query for all components); (a)+(b), one
+status-page request's reads; (c) if
 ``digitalme.monitoring.uptime.status`` exists, the whole public document:
 ``StatusBuilder(monitor, uptime.status_page).build().to_dict()``, uncached (what
 ``StatusCache`` recomputes once per ``cache_seconds``; 24h/7d/30d/90d for the shown
@@ -501,7 +502,7 @@ async def measure(
             return await monitor.reader.standard(Source.INSIDE)
 
         async def bars(components: list[str]) -> dict[str, list[Any]]:
-            return {c: await uptime.buckets(Source.INSIDE, c, bars_segment) for c in components}
+            return await uptime.buckets_of(Source.INSIDE, components, bars_segment)
 
         builder = status_page_builder(monitor)
         timings: dict[str, list[float]] = {"a": [], "b": [], "a+b": [], "c": []}

@@ -260,3 +260,37 @@ async def test_two_processes_recording_one_source_do_not_count_time_twice(
     figures = await last_hour(uptime_store, clock)
     assert figures.totals.up == pytest.approx(3600.0)
     assert figures.totals.unknown == 0.0
+
+
+async def test_several_windows_read_at_once_equal_each_read_alone(
+    uptime_store: UptimeStore, clock: FakeClock
+) -> None:
+    # two components over three days, outages at different times, read mid-minute
+    sequence: list[Heartbeat] = []
+    moment = T0
+    while moment <= T0 + 3 * 86400:
+        for component, every in (("database", 18000), ("redis", 7000)):
+            down = (moment - T0) % every < 600 and moment > T0
+            sequence.extend(beats(moment, moment, 60, DOWN if down else UP, component))
+        moment += 60
+    await record(uptime_store, sequence)
+    clock.advance(T0 + 3 * 86400 + 7 * 60 + 20 - clock.time())
+    read = reader(uptime_store, clock, MaintenanceCalendar())
+    windows = {"1h": 3600.0, "24h": 86400.0, "2d5h": 2 * 86400 + 5 * 3600.0, "7d": 7 * 86400.0}
+
+    together = await read.windows(Source.INSIDE, windows)
+
+    for name, seconds in windows.items():
+        alone = await read.figures(Source.INSIDE, seconds)
+        assert set(together[name]) == set(alone) == {"database", "redis"}
+        for component, figures in alone.items():
+            assert together[name][component] == figures
+    assert together["24h"]["redis"].totals.down > together["24h"]["database"].totals.down > 0
+    standard = await read.standard(Source.INSIDE)
+    assert standard["redis"]["24h"] == together["24h"]["redis"]
+    # the day bars of both components in one query are each one's own
+    days = [(86400, T0, T0 + 4 * 86400)]
+    both = await uptime_store.buckets_of(Source.INSIDE, ["database", "redis"], days)
+    for component in ("database", "redis"):
+        assert both[component] == await uptime_store.buckets(Source.INSIDE, component, days)
+        assert [start for _, start, _, _ in both[component]] == [T0 + i * 86400 for i in range(4)]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -111,9 +111,10 @@ _DAY_RANK = {
 # -- the public document -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DayView:
-    """One day's bar."""
+    """One day's bar (not frozen: a page builds 90 per component, and a frozen dataclass
+    costs several times as much to make; nothing changes a view once built)."""
 
     date: str
     uptime_percent: float | None
@@ -189,8 +190,11 @@ def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat()
 
 
-def day_view(start: float, totals: Totals, unknown_as_down: bool) -> DayView:
-    """The bar of the day starting at ``start`` from its summed time."""
+def day_view(
+    start: float, totals: Totals, unknown_as_down: bool, date: str | None = None
+) -> DayView:
+    """The bar of the day starting at ``start`` from its summed time (``date``: that day's
+    ISO date, when the caller has it already)."""
     figures = WindowFigures(start, start + DAY, totals, unknown_as_down)
     if totals.down > 0:
         status = DayStatus.DOWN
@@ -205,7 +209,7 @@ def day_view(start: float, totals: Totals, unknown_as_down: bool) -> DayView:
     else:
         status = DayStatus.NO_DATA
     return DayView(
-        date=datetime.fromtimestamp(start, UTC).date().isoformat(),
+        date=date or datetime.fromtimestamp(start, UTC).date().isoformat(),
         uptime_percent=_percent(figures),
         down_seconds=round(totals.down, 3),
         unknown_seconds=round(totals.unknown, 3),
@@ -252,11 +256,10 @@ class StatusBuilder:
         states = await monitor.store.load_states(self.source)
         names = shown_components(states, self.settings)
         wanted = [*names, *([OVERALL] if OVERALL in states else [])]
-        windows: dict[str, dict[str, WindowFigures]] = {}
-        for window, seconds in UPTIME_WINDOWS.items():
-            windows[window] = await monitor.reader.figures(
-                self.source, seconds, components=wanted, states=states
-            )
+        windows = await monitor.reader.windows(
+            self.source, UPTIME_WINDOWS, components=wanted, states=states
+        )
+        days = await self._days({check: states[check] for check in names}, now)
         members: dict[str, list[str]] = {}
         for check, public in names.items():
             members.setdefault(public, []).append(check)
@@ -267,7 +270,7 @@ class StatusBuilder:
                     name=public,
                     status=self._status(check, states[check], now),
                     uptime={w: _percent(found.get(check)) for w, found in windows.items()},
-                    days=await self._days(check, states[check], now),
+                    days=days[check],
                 )
                 for check in checks
             ]
@@ -290,27 +293,38 @@ class StatusBuilder:
             return PageStatus.UNKNOWN
         return _OF_BEAT[state.last_status]
 
-    async def _days(self, check: str, state: ComponentState, now: float) -> list[DayView]:
-        """The last :data:`DAYS` days of ``check`` from its day buckets (one query), plus
-        the open heartbeat gap, which no bucket holds yet."""
+    async def _days(
+        self, states: Mapping[str, ComponentState], now: float
+    ) -> dict[str, list[DayView]]:
+        """The last :data:`DAYS` days of each check from its day buckets (one query for
+        all), plus each one's open heartbeat gap, which no bucket holds yet."""
         today = float(math.floor(now / DAY) * DAY)
         first = today - (DAYS - 1) * DAY
         end = today + DAY
-        rows = await self.monitor.store.buckets(self.source, check, [(DAY, first, end)])
-        days = {start: Totals() for start in (first + i * DAY for i in range(DAYS))}
-        for _, start, totals, _ in rows:
-            if start in days:
-                days[start].add(totals)
-        for span in self._open_gap(check, state, max(first, state.last_at), now):
-            for start, seconds in split_at(span.start, span.end, DAY):
-                if start in days:
-                    totals = days[start]
-                    if span.state is TimeState.MAINTENANCE:
-                        totals.maintenance += seconds
-                    else:
-                        totals.unknown += seconds
+        rows = await self.monitor.store.buckets_of(self.source, list(states), [(DAY, first, end)])
         as_down = self.monitor.reader.unknown_as_down
-        return [day_view(start, totals, as_down) for start, totals in days.items()]
+        dates = {
+            start: datetime.fromtimestamp(start, UTC).date().isoformat()
+            for start in (first + i * DAY for i in range(DAYS))
+        }
+        out: dict[str, list[DayView]] = {}
+        for check, state in states.items():
+            days = {start: Totals() for start in dates}
+            for _, start, totals, _ in rows.get(check, ()):
+                if start in days:
+                    days[start].add(totals)
+            for span in self._open_gap(check, state, max(first, state.last_at), now):
+                for start, seconds in split_at(span.start, span.end, DAY):
+                    if start in days:
+                        totals = days[start]
+                        if span.state is TimeState.MAINTENANCE:
+                            totals.maintenance += seconds
+                        else:
+                            totals.unknown += seconds
+            out[check] = [
+                day_view(start, totals, as_down, dates[start]) for start, totals in days.items()
+            ]
+        return out
 
     def _open_gap(self, check: str, state: ComponentState, start: float, now: float) -> list[Span]:
         cap = self.monitor.settings.unknown_after_intervals * state.interval

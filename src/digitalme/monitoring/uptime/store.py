@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, delete, func, or_, select, tuple_
+from sqlalchemy import RowMapping, and_, delete, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -286,22 +286,44 @@ class UptimeStore:
         components: Sequence[str] | None = None,
     ) -> dict[str, Totals]:
         """Per component, the sums of the buckets in ``segments``."""
-        if not segments:
-            return {}
+        return (await self.window_totals(source, {"": segments}, components)).get("", {})
+
+    async def window_totals(
+        self,
+        source: Source,
+        windows: Mapping[str, Sequence[Segment]],
+        components: Sequence[str] | None = None,
+    ) -> dict[str, dict[str, Totals]]:
+        """Per window name, per component, the sums of the buckets in its segments: one
+        statement (a ``UNION ALL`` of one grouped sum per window), one round trip."""
         table = schema.uptime_buckets
         columns = [func.sum(table.c[name]).label(name) for name in (*_SECONDS.values(), *_COUNTS)]
-        statement = (
-            select(
-                table.c.component, *columns, func.max(table.c.duration_max).label("duration_max")
+        parts = []
+        for name, segments in windows.items():
+            if not segments:
+                continue
+            part = (
+                select(
+                    literal(name).label("window"),
+                    table.c.component,
+                    *columns,
+                    func.max(table.c.duration_max).label("duration_max"),
+                )
+                .where(table.c.source == str(source), _in_segments(segments))
+                .group_by(table.c.component)
             )
-            .where(table.c.source == str(source), _in_segments(segments))
-            .group_by(table.c.component)
-        )
-        if components is not None:
-            statement = statement.where(table.c.component.in_(list(components)))
+            if components is not None:
+                part = part.where(table.c.component.in_(list(components)))
+            parts.append(part)
+        found: dict[str, dict[str, Totals]] = {name: {} for name in windows}
+        if not parts:
+            return found
+        statement = parts[0] if len(parts) == 1 else union_all(*parts)
         async with self.engine.connect() as connection:
             result = await connection.execute(statement)
-            return {row["component"]: _totals(row) for row in result.mappings()}
+            for row in result.mappings():
+                found[row["window"]][row["component"]] = _totals(row)
+        return found
 
     async def buckets(
         self,
@@ -312,25 +334,39 @@ class UptimeStore:
         sketches: bool = False,
     ) -> list[tuple[int, float, Totals, bytes | None]]:
         """The buckets of one component in ``segments``: ``(level, start, totals, sketch)``."""
-        if not segments:
-            return []
+        found = await self.buckets_of(source, [component], segments, sketches=sketches)
+        return found.get(component, [])
+
+    async def buckets_of(
+        self,
+        source: Source,
+        components: Sequence[str],
+        segments: Sequence[Segment],
+        *,
+        sketches: bool = False,
+    ) -> dict[str, list[tuple[int, float, Totals, bytes | None]]]:
+        """:meth:`buckets` of several components in one query, by component."""
+        if not segments or not components:
+            return {}
         table = schema.uptime_buckets
         wanted = [c for c in table.c if sketches or c.name != "duration_sketch"]
         statement = (
             select(*wanted)
             .where(
                 table.c.source == str(source),
-                table.c.component == component,
+                table.c.component.in_(list(components)),
                 _in_segments(segments),
             )
-            .order_by(table.c.start, table.c.level)
+            .order_by(table.c.component, table.c.start, table.c.level)
         )
+        found: dict[str, list[tuple[int, float, Totals, bytes | None]]] = {}
         async with self.engine.connect() as connection:
             result = await connection.execute(statement)
-            return [
-                (row["level"], row["start"], _totals(row), row.get("duration_sketch"))
-                for row in result.mappings()
-            ]
+            for row in result.mappings():
+                found.setdefault(row["component"], []).append(
+                    (row["level"], row["start"], _totals(row), row.get("duration_sketch"))
+                )
+        return found
 
     async def components(self, source: Source) -> dict[str, ComponentState]:
         """Every component this source has heartbeats of, with its last state."""

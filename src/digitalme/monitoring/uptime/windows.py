@@ -19,7 +19,7 @@ never counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -156,18 +156,34 @@ class UptimeReader:
         states: dict[str, ComponentState] | None = None,
     ) -> dict[str, WindowFigures]:
         """Each component's figures over the last ``seconds``."""
+        found = await self.windows(source, {"": seconds}, components=components, states=states)
+        return found[""]
+
+    async def windows(
+        self,
+        source: Source,
+        windows: Mapping[str, float],
+        *,
+        components: Sequence[str] | None = None,
+        states: dict[str, ComponentState] | None = None,
+    ) -> dict[str, dict[str, WindowFigures]]:
+        """Per window name, each component's figures over its last ``seconds`` (one query)."""
         now = self.clock.time()
-        start, segments = self.plan(now - seconds, now)
-        totals = await self.store.totals(source, segments, components)
+        plans = {name: self.plan(now - seconds, now) for name, seconds in windows.items()}
+        totals = await self.store.window_totals(
+            source, {name: segments for name, (_, segments) in plans.items()}, components
+        )
         if states is None:
             states = await self.store.load_states(source)
-        out = {}
-        for component, state in states.items():
-            if components is not None and component not in components:
-                continue
-            found = totals.get(component, Totals())
-            self.add_open_gap(found, component, state, start, now)
-            out[component] = WindowFigures(start, now, found, self.unknown_as_down)
+        out: dict[str, dict[str, WindowFigures]] = {}
+        for name, (start, _) in plans.items():
+            found = out[name] = {}
+            for component, state in states.items():
+                if components is not None and component not in components:
+                    continue
+                summed = totals[name].get(component, Totals())
+                self.add_open_gap(summed, component, state, start, now)
+                found[component] = WindowFigures(start, now, summed, self.unknown_as_down)
         return out
 
     async def standard(
@@ -177,12 +193,10 @@ class UptimeReader:
         states: dict[str, ComponentState] | None = None,
     ) -> dict[str, dict[str, WindowFigures]]:
         """Per component, its figures over each of :data:`STANDARD_WINDOWS`."""
-        if states is None:
-            states = await self.store.load_states(source)
+        found = await self.windows(source, STANDARD_WINDOWS, components=components, states=states)
         out: dict[str, dict[str, WindowFigures]] = {}
-        for name, seconds in STANDARD_WINDOWS.items():
-            found = await self.figures(source, seconds, components=components, states=states)
-            for component, figures in found.items():
+        for name, by_component in found.items():
+            for component, figures in by_component.items():
                 out.setdefault(component, {})[name] = figures
         return out
 
