@@ -163,12 +163,15 @@ class SloTracker:
         windows = {settings.window_days * 86400.0, CURRENT_BURN_WINDOW}
         for tier in settings.tiers:
             windows.update((tier.long_window, tier.short_window))
-        found: dict[float, WindowFigures | None] = {}
-        for seconds in sorted(windows):
-            figures = await self.reader.figures(
-                self.source, seconds, components=[component], states=state
-            )
-            found[seconds] = figures.get(component)
+        read = await self.reader.windows(
+            self.source,
+            {str(seconds): seconds for seconds in sorted(windows)},
+            components=[component],
+            states=state,
+        )
+        found: dict[float, WindowFigures | None] = {
+            seconds: read[str(seconds)].get(component) for seconds in windows
+        }
         tiers = tuple(
             TierReading(
                 name=tier.name,
