@@ -49,7 +49,8 @@ measurement everything is moved forward to the present: items by exactly the
 elapsed time, buckets by it rounded down to whole minutes (so that 10 s and 60 s
 buckets stay aligned) and the roll-up marks along with them; the hour level is
 deleted and rebuilt from the moved minutes by the project's roll-up job
-(``compact``) before the service starts. The newest minute may
+(``compact``) before the service starts, with the hour roll-ups of migration
+0006 (the busiest minute of each hour, security events per hour). The newest minute may
 thus lack metric buckets; the 24 h window still reads the whole day. Moving
 rewrites every item row (about 3.5 minutes for the 24 h store).
 
@@ -94,7 +95,7 @@ from bench_request_overhead import CLIENT_CPU, machine, stop
 from digitalme.monitoring.storage import TelemetryStore, compact
 from digitalme.monitoring.storage.schema import ITEM_TABLES, RESOLUTIONS
 from digitalme.monitoring.telemetry.client import CRITICAL_SECURITY_TYPES, security_severity
-from digitalme.monitoring.telemetry.context import TelemetryContext
+from digitalme.monitoring.telemetry.context import TelemetryContext, score
 from digitalme.monitoring.telemetry.instrumentation.sql import describe_statement
 from digitalme.monitoring.telemetry.items import (
     AnyItem,
@@ -103,7 +104,7 @@ from digitalme.monitoring.telemetry.items import (
     RequestItem,
     SecurityEventItem,
 )
-from digitalme.monitoring.telemetry.sampling import ladder, score
+from digitalme.monitoring.telemetry.sampling import ladder
 from digitalme.monitoring.telemetry.series import SeriesRegistry
 from digitalme.monitoring.telemetry.sinks import SeriesKey, TelemetryBatch
 from digitalme.monitoring.telemetry.sketch import Bucket
@@ -596,12 +597,18 @@ def move_to_now(data: Path, meta: dict[str, Any]) -> float:
         for table in ITEM_TABLES.values():
             # Names come from the store's own schema.
             connection.execute(f"UPDATE {table.name} SET ts = ts + ?", (shift,))  # noqa: S608
-        # Hours cannot move by whole minutes: drop the hour level and its mark, and have
-        # the service's own roll-up job rebuild it from the moved minutes below.
+        # Hours cannot move by whole minutes: drop the hour level, its busiest minutes,
+        # the security events' hours and their marks, and have the service's own
+        # roll-up job rebuild them from the moved minutes and events below.
         connection.execute(
             "DELETE FROM telemetry_metric_buckets WHERE resolution = ?", (RESOLUTIONS[-1],)
         )
         connection.execute("DELETE FROM telemetry_rollups WHERE resolution = ?", (RESOLUTIONS[-1],))
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        rollups = ("telemetry_minute_peaks", "telemetry_security_hours", "telemetry_item_rollups")
+        for name in rollups:
+            if connection.execute(found, (name,)).fetchone():  # migration 0006 on
+                connection.execute(f"DELETE FROM {name}")  # noqa: S608 (our own names)
         # start is in the primary key and each row is checked as it is updated: shifting
         # in place would collide with the next bucket, so go through negative starts.
         connection.execute("UPDATE telemetry_metric_buckets SET start = -(start + ?)", (minutes,))

@@ -6,6 +6,8 @@ import random
 
 import pytest
 from ddsketch import DDSketch
+from ddsketch.pb import ddsketch_pb2
+from google.protobuf.message import DecodeError
 
 from digitalme.monitoring.storage.merging import SketchMerger
 from digitalme.monitoring.telemetry.sketch import new_sketch, sketch_from_bytes, sketch_to_bytes
@@ -72,3 +74,49 @@ def test_sketches_of_another_accuracy_are_refused() -> None:
 
     with pytest.raises(ValueError, match="mappings"):
         merger.add(sketch_to_bytes(other))
+
+
+def _sparse(sketch: DDSketch) -> bytes:
+    """``sketch`` encoded with sparse bin counts (a map), as other DDSketch writers may."""
+    message = ddsketch_pb2.DDSketch()
+    message.ParseFromString(sketch_to_bytes(sketch))
+    for store in (message.positiveValues, message.negativeValues):
+        offset = store.contiguousBinIndexOffset
+        counts = list(store.contiguousBinCounts)
+        del store.contiguousBinCounts[:]
+        store.contiguousBinIndexOffset = 0
+        for index, count in enumerate(counts):
+            if count:
+                store.binCounts[offset + index] = count
+    return message.SerializeToString()
+
+
+def test_sketches_encoded_otherwise_merge_the_same() -> None:
+    sketches = _sketches(21, 40)
+    plain = SketchMerger()
+    mixed = SketchMerger()
+    for index, sketch in enumerate(sketches):
+        plain.add(sketch_to_bytes(sketch))
+        mixed.add(_sparse(sketch) if index % 3 else sketch_to_bytes(sketch))
+
+    want = [plain.sketch().get_quantile_value(q) for q in QUANTILES]
+    assert [mixed.sketch().get_quantile_value(q) for q in QUANTILES] == want
+    assert mixed.sketch().count == plain.sketch().count
+
+
+def test_a_corrupt_sketch_is_refused_not_misread() -> None:
+    merger = SketchMerger()
+    data = sketch_to_bytes(_sketches(2, 1)[0])
+    with pytest.raises(DecodeError):
+        merger.add(data[:-3])
+
+
+def test_bins_spread_beyond_any_mapping_are_refused() -> None:
+    message = ddsketch_pb2.DDSketch()
+    message.ParseFromString(sketch_to_bytes(_sketches(4, 1)[0]))
+    message.positiveValues.contiguousBinIndexOffset = 2_000_000_000  # no value maps there
+    merger = SketchMerger()
+    merger.add(sketch_to_bytes(_sketches(4, 1)[0]))
+    merger.add(message.SerializeToString())
+    with pytest.raises(ValueError, match="keys"):
+        merger.sketch()

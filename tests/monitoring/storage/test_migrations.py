@@ -41,9 +41,12 @@ TABLES = {
     "telemetry_leases",
     "telemetry_alert_commands",
     "telemetry_hub_messages",
+    "telemetry_minute_peaks",
+    "telemetry_security_hours",
+    "telemetry_item_rollups",
     "telemetry_alembic_version",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _diff(connection: Connection) -> list[object]:

@@ -128,7 +128,7 @@ class BusinessReader:
         """How many values ``name`` recorded in ``window``, per value of ``dimension``."""
         if self.queries is not None:
             groups = await self.queries.metric_window(
-                name, window.start, window.end, group_by=[dimension]
+                name, window.start, window.end, group_by=[dimension], sketches=False
             )
         else:
             groups = self.aggregator.window(name, window.start, window.end, group_by=[dimension])

@@ -23,7 +23,10 @@ start does (10 s buckets up to 6 h, 1 min ones beyond), as for the series.
 - **Requests per minute**: ``average`` is the requests over the window's length
   in minutes; ``current`` the count of the last whole clock minute in the
   window and ``peak`` the busiest whole minute (both null when the window holds
-  no whole minute: a minute cut by the window's edges would read low).
+  no whole minute: a minute cut by the window's edges would read low). From the
+  store, whole hours give their busiest minute from the hour roll-ups
+  (:meth:`~digitalme.monitoring.storage.queries.TelemetryQueries.busiest_minute`):
+  a day reads about 24 rows and the minutes of its edges, not 1,440 minutes.
 - **Apdex** (threshold ``dashboard.apdex_threshold_ms``, T): satisfied when the
   duration is at most T, tolerating at most 4T, frustrated above that or
   answered 5xx. Durations are classed by the bins of the merged sketch: a bin
@@ -187,17 +190,22 @@ class PerformanceReader:
     async def _per_minute(self, window: TimeWindow, requests: int) -> dict[str, float | None]:
         first = math.ceil(window.start / MINUTE) * MINUTE
         last = math.floor(window.end / MINUTE) * MINUTE  # the end of the last whole minute
-        counts: list[float] = []
-        if last > first:
+        current = peak = None
+        if last > first and self.reader.queries is not None:
+            # whole hours read their busiest minute from the hour roll-ups
+            found = await self.reader.queries.busiest_minute(REQUEST_DURATION, first, last)
+            # no series: no request was ever recorded, so every whole minute had none
+            peak, current = found or (0.0, 0.0)
+        elif last > first:
             series = await self.reader.series(
                 REQUEST_DURATION, Aggregation.COUNT, MINUTE, TimeWindow(first, last), {}
             )
-            # no series: no request was ever recorded, so every whole minute had none
             counts = [value or 0.0 for _, value in series.points] or [0.0]
+            current, peak = counts[-1], max(counts)
         return {
-            "current": counts[-1] if counts else None,
+            "current": current,
             "average": requests / (window.seconds / MINUTE),
-            "peak": max(counts) if counts else None,
+            "peak": peak,
         }
 
     def _apdex(self, answered: Bucket, total: int) -> dict[str, Any]:

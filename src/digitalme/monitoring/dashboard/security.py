@@ -24,7 +24,10 @@ Where the numbers come from:
   ``[start, end)``, each count answered from a covering index (``ts``,
   ``client_ip``, ``event_type``, ``weight``) without reading rows, and each
   bounded (per type, the top addresses, and the types of those only), so a
-  distributed attack from a million addresses never brings a million rows back. Security
+  distributed attack from a million addresses never brings a million rows back.
+  Whole hours are read from the retention job's counts per hour, address and
+  type (``telemetry_security_hours``), the window's edges from the events: the
+  same counts from one row per (hour, address, type) instead of one per event. Security
   events are never sampled (the client buffers them without asking the
   sampler), so their weights are 1 and the counts exact.
   ``account_lockouts`` counts ``AccountLockout`` events: the lock itself and each
@@ -219,7 +222,7 @@ class SecurityReader:
         if self.queries is None:
             return self._live(name, window, dimension, where)
         groups = await self.queries.metric_window(
-            name, window.start, window.end, where=where, group_by=[dimension]
+            name, window.start, window.end, where=where, group_by=[dimension], sketches=False
         )
         return {dims[dimension]: bucket.count for dims, bucket in groups}
 

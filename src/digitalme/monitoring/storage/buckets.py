@@ -29,9 +29,20 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, RowMapping, cast, func, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    RowMapping,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.storage import schema
@@ -56,27 +67,62 @@ async def cooperatively(rows: Sequence[T]) -> AsyncIterator[T]:
         yield row
 
 
-async def _earliest(connection: AsyncConnection, resolution: int) -> float | None:
-    table = schema.metric_buckets
-    statement = select(func.min(table.c.start)).where(table.c.resolution == resolution)
-    earliest: float | None = (await connection.execute(statement)).scalar()
-    return earliest
-
-
-async def _done(connection: AsyncConnection) -> dict[int, float]:
+async def rollup_marks(connection: AsyncConnection) -> dict[int, float]:
+    """How far each coarse level is rolled up: resolution -> done until."""
     result = await connection.execute(select(schema.rollups))
     return {row.resolution: row.done_until for row in result}
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """What a read needs to know of the stored levels: each one's roll-up mark (``done``,
+    coarse levels only) and earliest bucket (``earliest``, levels holding any)."""
+
+    done: Mapping[int, float]
+    earliest: Mapping[int, float]
+
+    def choose(self, allowed: Sequence[int], start: float) -> int:
+        """The finest allowed resolution whose buckets reach back to ``start``, else the
+        finest."""
+        for resolution in allowed:
+            earliest = self.earliest.get(resolution)
+            if earliest is not None and earliest <= start:
+                return resolution
+        return allowed[0]
+
+    def window_segments(self, resolution: int, start: float, end: float) -> list[Segment]:
+        """As :func:`window_segments`."""
+        spans = {
+            level: (self.earliest[level], self.done[level])
+            for level in RESOLUTIONS
+            # retention may have deleted the oldest periods
+            if level > resolution and level in self.done and level in self.earliest
+        }
+        return whole_periods(resolution, start, end, self.done, spans)
+
+
+async def read_levels(connection: AsyncConnection) -> Levels:
+    """Every level's roll-up mark and earliest bucket, in one query (index lookups)."""
+    table, marks = schema.metric_buckets, schema.rollups
+    columns = []
+    for level in RESOLUTIONS:
+        earliest = select(func.min(table.c.start)).where(table.c.resolution == level)
+        done = select(marks.c.done_until).where(marks.c.resolution == level)
+        columns += [earliest.scalar_subquery(), done.scalar_subquery()]
+    row = (await connection.execute(select(*columns))).one()
+    earliest_of = dict(zip(RESOLUTIONS, row[0::2], strict=True))
+    done_of = dict(zip(RESOLUTIONS, row[1::2], strict=True))
+    return Levels(
+        done={level: float(done) for level, done in done_of.items() if done is not None},
+        earliest={level: float(first) for level, first in earliest_of.items() if first is not None},
+    )
 
 
 async def choose_resolution(
     connection: AsyncConnection, allowed: Sequence[int], start: float
 ) -> int:
     """The finest allowed resolution whose buckets reach back to ``start``, else the finest."""
-    for resolution in allowed:
-        earliest = await _earliest(connection, resolution)
-        if earliest is not None and earliest <= start:
-            return resolution
-    return allowed[0]
+    return (await read_levels(connection)).choose(allowed, start)
 
 
 def stitch(resolution: int, start: float, end: float, done: Mapping[int, float]) -> list[Segment]:
@@ -98,7 +144,7 @@ async def segments(
 
     A level serves up to where its roll-up is done; the finest serves the rest.
     """
-    return stitch(resolution, start, end, await _done(connection))
+    return stitch(resolution, start, end, await rollup_marks(connection))
 
 
 def _ceil(value: float, level: int) -> float:
@@ -144,14 +190,7 @@ async def window_segments(
 ) -> list[Segment]:
     """The segments of a whole-window read of ``[start, end)`` at ``resolution``: the
     same buckets as :func:`segments`, read from the coarsest level that has them whole."""
-    done = await _done(connection)
-    spans: dict[int, Span] = {}
-    for level in RESOLUTIONS:
-        if level > resolution and level in done:
-            earliest = await _earliest(connection, level)
-            if earliest is not None:  # retention may have deleted the oldest periods
-                spans[level] = (earliest, done[level])
-    return whole_periods(resolution, start, end, done, spans)
+    return (await read_levels(connection)).window_segments(resolution, start, end)
 
 
 async def read_segments(
@@ -171,9 +210,11 @@ async def read_segments(
     ``max``, ``resolution``) instead of one per series and instance. Every
     instance's buckets are read, or only ``instance``'s.
     """
+    if not parts:
+        return []
     table = schema.metric_buckets
-    rows: list[RowMapping] = []
-    for level, lower, upper in parts:
+    statements: list[Any] = []
+    for index, (level, lower, upper) in enumerate(parts):
         where = [
             table.c.series_id.in_(sorted(series)),
             table.c.resolution == level,
@@ -182,10 +223,16 @@ async def read_segments(
         ]
         if instance is not None:
             where.append(table.c.instance == instance)
+        part = literal(index, Integer).label("part")
         if merged and not sketch:
+            # grouped by an expression, not the column: SQLite would otherwise walk the
+            # (resolution, start) index for its order, through every series' buckets of the
+            # range, instead of each asked series' own through the primary key (4x faster)
+            start = (table.c.start + literal_column("0")).label("start")  # inline: one expression
             statement = (
                 select(
-                    table.c.start,
+                    part,
+                    start,
                     # PostgreSQL sums BIGINT as NUMERIC (a Decimal): keep it an integer
                     cast(func.sum(table.c.count), BigInteger).label("count"),
                     func.sum(table.c.sum).label("sum"),
@@ -194,21 +241,25 @@ async def read_segments(
                     func.max(table.c.resolution).label("resolution"),
                 )
                 .where(*where)
-                .group_by(table.c.start)
-                .order_by(table.c.start)
+                .group_by(start)
             )
         else:
-            columns = [table.c.series_id, table.c.start, table.c.count, table.c.sum]
-            columns += [table.c.min, table.c.max, table.c.resolution]
+            columns = [part, table.c.series_id, table.c.start, table.c.count, table.c.sum]
+            columns += [table.c.min, table.c.max, table.c.resolution, table.c.instance]
             if sketch:
                 columns.append(table.c.sketch)
-            statement = (
-                select(*columns)
-                .where(*where)
-                .order_by(table.c.series_id, table.c.start, table.c.instance)
-            )
-        rows.extend((await connection.execute(statement)).mappings())
-    return rows
+            statement = select(*columns).where(*where)
+        statements.append(statement)
+    # one query for every part, in their order (each part's rows as one query would give)
+    order = (
+        ["part", "start"] if merged and not sketch else ["part", "series_id", "start", "instance"]
+    )
+    if len(statements) == 1:
+        query: Any = statements[0].order_by(*(statements[0].selected_columns[c] for c in order))
+    else:
+        query = union_all(*statements)
+        query = query.order_by(*(query.selected_columns[c] for c in order))
+    return list((await connection.execute(query)).mappings())
 
 
 async def read_buckets(

@@ -17,7 +17,13 @@ where they are done, and only the edges and what is not rolled up yet at the
 resolution: the same merge (counts, sums, extremes, sketch bins), from about 23
 hour buckets and at most 120 minute buckets per series for a day instead of
 1,440 (:func:`.buckets.window_segments`). :meth:`TelemetryQueries.metric_points`
-reads each step at the resolution, stitched.
+reads each step at the resolution, stitched; :meth:`TelemetryQueries.busiest_minute`
+reads the busiest minute of each whole hour from the hour roll-up's record of it.
+
+Security events counted by type and address (:meth:`TelemetryQueries.count_by`,
+:meth:`TelemetryQueries.count_distinct`) take their whole hours from the
+retention job's counts per hour, address and type, and the rest from the events:
+the same sums and values from one row per (hour, address, type).
 """
 
 from __future__ import annotations
@@ -27,17 +33,16 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, func, select
+from sqlalchemy import JSON, func, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from digitalme.monitoring.storage import schema
 from digitalme.monitoring.storage.buckets import (
-    choose_resolution,
     cooperatively,
-    read_buckets,
+    read_levels,
     read_segments,
-    segments,
-    window_segments,
+    rollup_marks,
+    stitch,
 )
 from digitalme.monitoring.storage.errors import QueryError
 from digitalme.monitoring.storage.merging import BucketMerger
@@ -48,6 +53,9 @@ RESOLUTIONS = schema.RESOLUTIONS
 SPAN_LIMITS: Mapping[int, float] = {10: 6 * 3600.0, 60: 7 * 86400.0, 3600: math.inf}
 """Longest window (seconds) each resolution serves when the caller gives none."""
 MAX_RECENT = 10_000
+MINUTE, HOUR = 60, 3600
+SECURITY_HOUR_COLUMNS = frozenset({"event_type", "client_ip"})
+"""The columns of security events that their hour roll-up keeps (besides the weight)."""
 PROPERTY_PREFIX = "properties."
 """A ``column`` of :meth:`TelemetryQueries.count_distinct` starting with this names a
 property: ``"properties.AuthenticatedUserId"`` is the user of the item's request."""
@@ -101,6 +109,7 @@ class TelemetryQueries:
         where: Mapping[str, str] | None = None,
         group_by: Sequence[str] = (),
         resolution: int | None = None,
+        sketches: bool = True,
     ) -> list[tuple[dict[str, str], Bucket]]:
         """One merged :class:`Bucket` per group of ``name``'s series over ``[start, end)``.
 
@@ -110,7 +119,9 @@ class TelemetryQueries:
         The merged bucket's ``start`` is ``start`` and its ``resolution`` the window
         length rounded up. Without ``resolution``, one is chosen as the module says
         and the whole minutes and hours inside the window come from the roll-ups;
-        an explicit one reads every bucket at it (stitched).
+        an explicit one reads every bucket at it (stitched). Without ``sketches`` the
+        buckets' sketches are neither read nor merged (the merged buckets' are empty):
+        for counts, sums and extremes.
         """
         _check_window(start, end)
         if resolution is not None and resolution not in RESOLUTIONS:
@@ -120,19 +131,23 @@ class TelemetryQueries:
             series = await _series(connection, name, where)
             if not series:
                 return []
+            levels = await read_levels(connection)
             if resolution is None:  # the same buckets, whole periods read from roll-ups
                 allowed = [r for r in RESOLUTIONS if SPAN_LIMITS[r] >= end - start]
-                resolution = await choose_resolution(connection, allowed, start)
-                parts = await window_segments(connection, resolution, start, end)
+                resolution = levels.choose(allowed, start)
+                parts = levels.window_segments(resolution, start, end)
             else:
-                parts = await segments(connection, resolution, start, end)
+                parts = stitch(resolution, start, end, levels.done)
             keys = {sid: tuple(dims.get(d, "") for d in group_by) for sid, dims in series.items()}
-            rows = await read_segments(connection, keys, parts, sketch=True)
+            rows = await read_segments(connection, keys, parts, sketch=sketches)
             async for row in cooperatively(rows):
                 group = groups.get(keys[row["series_id"]])
                 if group is None:
                     groups[keys[row["series_id"]]] = group = BucketMerger()
-                group.add(row)
+                if sketches:
+                    group.add(row)
+                else:
+                    group.add_numbers(row)
         length = max(1, math.ceil(end - start))
         return [
             (dict(zip(group_by, key, strict=True)), groups[key].bucket(start, length))
@@ -177,15 +192,14 @@ class TelemetryQueries:
             if series:
                 fits = [r for r in RESOLUTIONS if r <= step] or [RESOLUTIONS[0]]
                 allowed = [r for r in RESOLUTIONS if r >= fits[-1]]
-                resolution = await choose_resolution(connection, allowed, start)
+                levels = await read_levels(connection)
+                resolution = levels.choose(allowed, start)
                 keys = dict.fromkeys(series, ())
                 # without sketches, the database adds up the series of each start
-                rows = await read_buckets(
+                rows = await read_segments(
                     connection,
                     keys,
-                    resolution,
-                    start,
-                    end,
+                    stitch(resolution, start, end, levels.done),
                     sketch=bool(sketches),
                     merged=not sketches,
                     instance=instance,
@@ -205,6 +219,50 @@ class TelemetryQueries:
                 merger.bucket(b.start, length) for merger, b in zip(sketches, steps, strict=True)
             ]
         return [(b.start, bucket_value(aggregation, b, min(step, end - b.start))) for b in steps]
+
+    async def busiest_minute(
+        self, name: str, start: float, end: float
+    ) -> tuple[float, float] | None:
+        """``(peak, last)``: the most values ``name`` recorded in one minute of ``[start,
+        end)`` (whole minutes: multiples of 60) and how many in its last minute, every
+        series and instance added up; None when ``name`` has no series.
+
+        The same counts as :meth:`metric_points` with ``count`` per 60 s step (minute
+        buckets, stitched with the 10 s ones not rolled up yet), with empty minutes as 0,
+        but whole hours rolled up with their busiest minute (``telemetry_minute_peaks``,
+        :mod:`.retention`) read that one row instead of their 60 minutes. The edges,
+        the hour of the last minute and hours rolled up without one (before migration
+        0006) are read minute by minute.
+        """
+        _check_window(start, end)
+        if start % MINUTE or end % MINUTE:
+            raise QueryError("start", "start and end must be whole minutes")
+        peaks: dict[float, int] = {}
+        counts: dict[float, int] = {}
+        async with self.engine.connect() as connection:
+            series = await _series(connection, name)
+            if not series:
+                return None
+            done = await rollup_marks(connection)  # the earliest buckets are not needed
+            lower = math.ceil(start / HOUR) * HOUR
+            upper = min(math.floor((end - MINUTE) / HOUR) * HOUR, done.get(HOUR, -math.inf))
+            if lower < upper:
+                table = schema.minute_peaks
+                result = await connection.execute(
+                    select(table.c.hour, table.c.count).where(
+                        table.c.name == name, table.c.hour >= lower, table.c.hour < upper
+                    )
+                )
+                peaks = {float(hour): int(count) for hour, count in result}
+            for first, last in _minute_ranges(start, end, lower, upper, peaks):
+                rows = await read_segments(
+                    connection, series, stitch(MINUTE, first, last, done), sketch=False, merged=True
+                )
+                for row in rows:
+                    minute = math.floor(row["start"] / MINUTE) * MINUTE
+                    counts[minute] = counts.get(minute, 0) + int(row["count"])
+        peak = max(max(peaks.values(), default=0), max(counts.values(), default=0))
+        return float(peak), float(counts.get(end - MINUTE, 0))
 
     async def count_items(
         self,
@@ -252,17 +310,35 @@ class TelemetryQueries:
         table = _item_table(kind)
         if not group_by:
             raise QueryError("group_by", "name at least one column")
-        columns = [_comparable(table, column, "group_by") for column in group_by]
-        weight = func.sum(table.c.weight).label("weighted")
-        statement = (
-            select(*columns, weight)
-            .where(table.c.ts >= start, table.c.ts < end, *_filters(table, where))
-            .group_by(*columns)
-            .order_by(weight.desc(), *(column.asc().nulls_last() for column in columns))
-        )
-        if limit is not None:
-            statement = statement.limit(limit)
+        for column in group_by:
+            _comparable(table, column, "group_by")
         async with self.engine.connect() as connection:
+            source = await _weights(connection, table, [*group_by, *(where or {})], start, end)
+            if len(source) == 1:
+                rows, conditions = source[0]
+                conditions = [*conditions, *_filters(rows, where)]
+            else:  # each part counted on its own, then added up
+                rows = union_all(
+                    *(
+                        select(
+                            *(part.c[c] for c in group_by), func.sum(part.c.weight).label("weight")
+                        )
+                        .where(*part_conditions, *_filters(part, where))
+                        .group_by(*(part.c[c] for c in group_by))
+                        for part, part_conditions in source
+                    )
+                ).subquery()
+                conditions = []
+            columns = [rows.c[column] for column in group_by]
+            weight = func.sum(rows.c.weight).label("weighted")
+            statement = (
+                select(*columns, weight)
+                .where(*conditions)
+                .group_by(*columns)
+                .order_by(weight.desc(), *(column.asc().nulls_last() for column in columns))
+            )
+            if limit is not None:
+                statement = statement.limit(limit)
             result = await connection.execute(statement)
             return [(tuple(row[:-1]), float(row[-1])) for row in result]
 
@@ -284,11 +360,26 @@ class TelemetryQueries:
         """
         _check_window(start, end)
         table = _item_table(kind)
-        target = _distinct_target(table, column)
-        statement = select(func.count(target.distinct())).where(
-            table.c.ts >= start, table.c.ts < end, *_filters(table, where)
-        )
+        _distinct_target(table, column)
         async with self.engine.connect() as connection:
+            source = await _weights(connection, table, [column, *(where or {})], start, end)
+            if len(source) == 1:  # the items alone: the column may be a property
+                part, conditions = source[0]
+                target = _distinct_target(part, column)
+                statement = select(func.count(target.distinct())).where(
+                    *conditions, *_filters(part, where)
+                )
+            else:
+                values = union(
+                    *(
+                        select(part.c[column].label("value")).where(
+                            *conditions, *_filters(part, where)
+                        )
+                        for part, conditions in source
+                    )
+                ).subquery()
+                statement = select(func.count(values.c.value))  # union: distinct, NULL once
+                statement = statement.where(values.c.value.is_not(None))
             return int((await connection.execute(statement)).scalar_one())
 
     async def active_user_sketches(self, start: float, end: float) -> list[tuple[float, bytes]]:
@@ -330,6 +421,64 @@ class TelemetryQueries:
         async with self.engine.connect() as connection:
             result = await connection.execute(statement)
             return [dict(row._mapping) for row in result]
+
+
+def _minute_ranges(
+    start: float, end: float, lower: float, upper: float, peaks: Mapping[float, int]
+) -> list[tuple[float, float]]:
+    """The parts of ``[start, end)`` to read minute by minute: all of it but the hours of
+    ``[lower, upper)`` that have their busiest minute in ``peaks`` (adjacent parts joined)."""
+    if lower >= upper:
+        return [(start, end)]
+    ranges: list[tuple[float, float]] = []
+    cursor = start
+    hour = lower
+    while hour < upper:
+        if hour in peaks:
+            if cursor < hour:
+                ranges.append((cursor, hour))
+            cursor = hour + HOUR
+        hour += HOUR
+    if cursor < end:
+        ranges.append((cursor, end))
+    return ranges
+
+
+async def _weights(
+    connection: AsyncConnection, table: Any, columns: Sequence[str], start: float, end: float
+) -> list[tuple[Any, list[Any]]]:
+    """Where the items of ``table`` in ``[start, end)`` are counted, as ``(table, conditions)``
+    pairs: the items themselves, or, for security events asked about by type and address
+    only, the whole hours the retention job has counted (``telemetry_security_hours``,
+    one row per hour, address and type, with the weights added up) and the items of
+    the edges and of the hours not counted yet. Both give the same sums and values.
+    """
+    lower = math.ceil(start / HOUR) * HOUR
+    upper = math.floor(end / HOUR) * HOUR
+    if (
+        table is not schema.security_events
+        or lower >= upper
+        or not set(columns) <= SECURITY_HOUR_COLUMNS
+    ):
+        return [(table, [table.c.ts >= start, table.c.ts < end])]
+    marks = schema.item_rollups
+    done = (
+        await connection.execute(
+            select(marks.c.done_until).where(marks.c.name == schema.SECURITY_HOURS)
+        )
+    ).scalar()
+    upper = min(upper, math.floor(done / HOUR) * HOUR) if done is not None else lower
+    if lower >= upper:
+        return [(table, [table.c.ts >= start, table.c.ts < end])]
+    hours = schema.security_hours
+    return [
+        (hours, [hours.c.hour >= lower, hours.c.hour < upper]),
+        *(
+            (table, [table.c.ts >= first, table.c.ts < last])
+            for first, last in ((start, lower), (upper, end))
+            if first < last
+        ),
+    ]
 
 
 def _check_window(start: float, end: float) -> None:

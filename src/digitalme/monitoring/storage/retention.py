@@ -4,14 +4,23 @@
 60 s buckets into 3600 s buckets (counts and sums add, sketches merge), per
 series and instance, and records in ``telemetry_rollups`` how far each level is
 done; queries read coarse buckets before that point and finer ones after it.
-It then deletes raw items and buckets older than their retention, never fine
-buckets that are not rolled up yet.
+With each hour it records the hour's busiest minute per metric name
+(``telemetry_minute_peaks``: the largest count of one minute, every series and
+instance added up), so the peak per minute of a long window reads one row per
+whole hour. It rolls completed hours of security events up into counts per
+hour, address and type (``telemetry_security_hours``, done up to the
+``security_hours`` mark of ``telemetry_item_rollups``), starting from the oldest
+stored event. It then deletes raw items and buckets older than their retention,
+never fine buckets that are not rolled up yet, and the hour roll-ups with what
+they were made from (the security hours once all their events are gone, the
+minute peaks with the hour buckets).
 
 A bucket is *completed* once its period ended ``settle`` seconds ago, which
 leaves the pipeline time to deliver its last update. Re-running gives the same
-result: roll-ups are recomputed from the fine buckets and upserted, and a level
-only moves forward. A fine bucket updated after its period was rolled up (a
-pipeline outage longer than ``settle``) stays in the fine level only.
+result: roll-ups are recomputed from the fine buckets (or the events) and
+upserted (or replaced), and a level only moves forward. A fine bucket updated
+after its period was rolled up (a pipeline outage longer than ``settle``) stays
+in the fine level only, and so does a security event stored after its hour was.
 """
 
 from __future__ import annotations
@@ -20,11 +29,13 @@ import asyncio
 import contextlib
 import itertools
 import math
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Double, RowMapping, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.clock import Clock
@@ -38,6 +49,8 @@ from digitalme.settings import RetentionSettings
 SETTLE = 60.0  # seconds after a period's end before its buckets count as completed
 FINE_BUCKETS_PER_CHUNK = 60  # fine buckets per series read at once: bounds memory
 DAY = 86400.0
+MINUTE, HOUR = 60, 3600
+SECURITY_HOURS = schema.SECURITY_HOURS
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +60,8 @@ class CompactionReport:
     """What one :func:`compact` run did."""
 
     rolled_up: dict[int, int] = field(default_factory=dict)  # coarse resolution -> buckets
+    security_hours: int = 0  # hours of security events rolled up
+    deleted_rollups: int = 0  # minute peaks and security hours past retention
     deleted_items: int = 0
     deleted_buckets: int = 0
 
@@ -59,7 +74,9 @@ async def compact(
     levels = schema.RESOLUTIONS
     for fine, coarse in itertools.pairwise(levels):
         report.rolled_up[coarse] = await _roll_up(store, fine, coarse, now - settle)
-    report.deleted_items, report.deleted_buckets = await _delete_expired(store, now, retention)
+    report.security_hours = await _roll_up_security(store, now - settle)
+    deleted = await _delete_expired(store, now, retention)
+    report.deleted_items, report.deleted_buckets, report.deleted_rollups = deleted
     return report
 
 
@@ -125,7 +142,8 @@ async def _roll_chunk(
         .order_by(table.c.series_id, table.c.instance, table.c.start)
     )
     merged: dict[tuple[int, str, float], BucketMerger] = {}
-    async for row in cooperatively(result.mappings().all()):
+    result_rows = result.mappings().all()
+    async for row in cooperatively(result_rows):
         key = (row["series_id"], row["instance"], float(_floor(row["start"], coarse)))
         target = merged.get(key)
         if target is None:
@@ -148,7 +166,106 @@ async def _roll_chunk(
     ]
     if rows:
         await connection.execute(store.bucket_upsert(), rows)
+    if fine == MINUTE:
+        await _write_peaks(store, connection, result_rows, coarse)
     return len(rows)
+
+
+async def _write_peaks(
+    store: TelemetryStore, connection: AsyncConnection, rows: Sequence[RowMapping], coarse: int
+) -> None:
+    """Record the busiest minute of each ``coarse`` period in ``rows`` (minute buckets of
+    whole periods) per metric name: every series and instance of the name added up."""
+    if not rows:
+        return
+    series = schema.metric_series
+    result = await connection.execute(select(series.c.id, series.c.name))
+    names: dict[int, str] = {series_id: name for series_id, name in result}
+    minutes: defaultdict[tuple[str, float], int] = defaultdict(int)
+    for row in rows:
+        minutes[names[row["series_id"]], row["start"]] += row["count"]
+    peaks: dict[tuple[str, float], int] = {}
+    for (name, minute), count in minutes.items():
+        period = (name, float(_floor(minute, coarse)))
+        peaks[period] = max(peaks.get(period, 0), count)
+    table = schema.minute_peaks
+    statement: Any = store.dialect_insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.name, table.c.hour],
+        set_={"count": statement.excluded["count"]},
+    )
+    values = [{"name": name, "hour": hour, "count": count} for (name, hour), count in peaks.items()]
+    await connection.execute(statement, values)
+
+
+async def _item_mark(connection: AsyncConnection, name: str) -> float | None:
+    table = schema.item_rollups
+    statement = select(table.c.done_until).where(table.c.name == name)
+    done: float | None = (await connection.execute(statement)).scalar()
+    return done
+
+
+async def _first_event(connection: AsyncConnection, lower: float) -> float | None:
+    table = schema.security_events
+    statement = select(func.min(table.c.ts)).where(table.c.ts >= lower)
+    first: float | None = (await connection.execute(statement)).scalar()
+    return first
+
+
+async def _roll_up_security(store: TelemetryStore, settled: float) -> int:
+    """Count the security events of every hour completed by ``settled`` per address and type."""
+    cutoff = float(_floor(settled, HOUR))
+    async with store.engine.connect() as connection:
+        lower = await _item_mark(connection, SECURITY_HOURS)
+        if lower is None:
+            lower = await _first_event(connection, -math.inf)
+    if lower is None:  # no event yet: nothing to start from
+        return 0
+    cursor = float(_floor(lower, HOUR))
+    hours = 0
+    events, table = schema.security_events, schema.security_hours
+    while cursor < cutoff:
+        async with store.engine.begin() as connection:
+            first = await _first_event(connection, cursor)
+            if first is None or first >= cutoff:
+                await _set_item_mark(store, connection, SECURITY_HOURS, cutoff)
+                break
+            cursor = float(_floor(first, HOUR))
+            upper = cursor + HOUR
+            # the mark first: an instance rolling the same hour up at the same time waits
+            # for this transaction on the mark's row, then finds it moved and skips the hour
+            if await _set_item_mark(store, connection, SECURITY_HOURS, upper):
+                await connection.execute(table.delete().where(table.c.hour == cursor))
+                counts = (
+                    select(
+                        literal(cursor, Double).label("hour"),
+                        events.c.event_type,
+                        events.c.client_ip,
+                        func.sum(events.c.weight),
+                    )
+                    .where(events.c.ts >= cursor, events.c.ts < upper)
+                    .group_by(events.c.event_type, events.c.client_ip)
+                )
+                columns = ["hour", "event_type", "client_ip", "weight"]
+                await connection.execute(table.insert().from_select(columns, counts))
+                hours += 1
+        cursor = upper
+    return hours
+
+
+async def _set_item_mark(
+    store: TelemetryStore, connection: AsyncConnection, name: str, done_until: float
+) -> bool:
+    """Move an item roll-up's mark forward (never back); whether it moved."""
+    table = schema.item_rollups
+    statement: Any = store.dialect_insert(table)
+    statement = statement.values(name=name, done_until=done_until)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.name],
+        set_={"done_until": statement.excluded.done_until},
+        where=table.c.done_until < statement.excluded.done_until,
+    )
+    return bool((await connection.execute(statement)).rowcount)
 
 
 async def _advance(
@@ -168,7 +285,7 @@ async def _advance(
 
 async def _delete_expired(
     store: TelemetryStore, now: float, retention: RetentionSettings
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     items = buckets = 0
     horizon = now - retention.raw_items_days * DAY
     keep_days = {
@@ -191,13 +308,22 @@ async def _delete_expired(
                 table.delete().where(table.c.resolution == level, table.c.start < limit)
             )
             buckets += max(result.rowcount, 0)
+        # the hour roll-ups go with what they were made from
+        peaks = schema.minute_peaks
+        result = await connection.execute(
+            peaks.delete().where(peaks.c.hour < now - keep_days[HOUR] * DAY)
+        )
+        rollups = max(result.rowcount, 0)
+        hours = schema.security_hours
+        result = await connection.execute(hours.delete().where(hours.c.hour + HOUR <= horizon))
+        rollups += max(result.rowcount, 0)
         # the active users' minute sketches live as long as the minute buckets
         users = schema.active_users
         result = await connection.execute(
             users.delete().where(users.c.minute < now - keep_days[60] * DAY)
         )
         buckets += max(result.rowcount, 0)
-    return items, buckets
+    return items, buckets, rollups
 
 
 class RetentionJob:

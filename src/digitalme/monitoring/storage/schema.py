@@ -156,6 +156,47 @@ rollups = Table(
     Column("done_until", Double, nullable=False),
 )
 
+# migration 0006: roll-ups that let a long window read its whole hours at the hour level
+# (written by the retention job, digitalme.monitoring.storage.retention). The busiest
+# minute of each hour of a metric: the largest per-minute count, every series and
+# instance of the name added up, from the 60 s buckets when they are rolled up.
+minute_peaks = Table(
+    "telemetry_minute_peaks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("hour", Double, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Security events per hour, address and type (their weights added up), for the
+# hours before ``telemetry_item_rollups``' ``done_until`` of ``security_hours``.
+security_hours = Table(
+    "telemetry_security_hours",
+    metadata,
+    Column("hour", Double, nullable=False),
+    Column("event_type", String, nullable=False),
+    Column("client_ip", String(64), nullable=True),
+    Column("weight", Double, nullable=False),
+)
+Index(
+    "ix_telemetry_security_hours_hour_ip_type",
+    security_hours.c.hour,
+    security_hours.c.client_ip,
+    security_hours.c.event_type,
+    security_hours.c.weight,
+)
+
+SECURITY_HOURS = "security_hours"
+"""The ``telemetry_item_rollups`` mark of ``telemetry_security_hours``."""
+
+# How far each roll-up of items is done: every item before ``done_until`` is in it.
+item_rollups = Table(
+    "telemetry_item_rollups",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("done_until", Double, nullable=False),
+)
+
 # migration 0003: one HyperLogLog sketch of the active users per minute and instance
 # (digitalme.monitoring.telemetry.users), upserted whole like the metric buckets
 active_users = Table(
