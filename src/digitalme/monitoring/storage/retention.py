@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Double, RowMapping, func, literal, select
+from sqlalchemy import Column, Double, RowMapping, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.clock import Clock
@@ -257,30 +257,34 @@ async def _set_item_mark(
     store: TelemetryStore, connection: AsyncConnection, name: str, done_until: float
 ) -> bool:
     """Move an item roll-up's mark forward (never back); whether it moved."""
-    table = schema.item_rollups
-    statement: Any = store.dialect_insert(table)
-    statement = statement.values(name=name, done_until=done_until)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.name],
-        set_={"done_until": statement.excluded.done_until},
-        where=table.c.done_until < statement.excluded.done_until,
-    )
-    return bool((await connection.execute(statement)).rowcount)
+    return await _move_mark(store, connection, schema.item_rollups.c.name, name, done_until)
 
 
 async def _advance(
     store: TelemetryStore, connection: AsyncConnection, resolution: int, done_until: float
 ) -> None:
     """Move the level's roll-up point forward (never back)."""
-    table = schema.rollups
+    await _move_mark(store, connection, schema.rollups.c.resolution, resolution, done_until)
+
+
+async def _move_mark(
+    store: TelemetryStore,
+    connection: AsyncConnection,
+    key: Column[Any],
+    value: object,
+    done_until: float,
+) -> bool:
+    """Upsert the ``done_until`` of the row whose ``key`` is ``value`` of a marks table,
+    only forward; whether it moved."""
+    table = key.table
     statement: Any = store.dialect_insert(table)
-    statement = statement.values(resolution=resolution, done_until=done_until)
+    statement = statement.values({key.name: value, "done_until": done_until})
     statement = statement.on_conflict_do_update(
-        index_elements=[table.c.resolution],
+        index_elements=[key],
         set_={"done_until": statement.excluded.done_until},
         where=table.c.done_until < statement.excluded.done_until,
     )
-    await connection.execute(statement)
+    return bool((await connection.execute(statement)).rowcount)
 
 
 async def _delete_expired(
