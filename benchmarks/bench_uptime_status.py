@@ -592,7 +592,7 @@ def show(meta: dict[str, Any], timings: dict[str, list[float]], last: dict[str, 
         print(f"  {component:<16}{cells}   {len(last['bars'][component])}")
     print("timed, sequential, one process (perf_counter around the awaits):")
     report("(a) UptimeReader.standard (6 windows x 10)", timings["a"], None)
-    report("(b) 90 daily bars x 10 (UptimeStore.buckets)", timings["b"], None)
+    report("(b) 90 daily bars x 10 (UptimeStore.buckets_of)", timings["b"], None)
     report("(a)+(b) one status-page request", timings["a+b"], TARGET)
     if timings["c"]:
         report("(c) StatusBuilder.build().to_dict(), uncached", timings["c"], TARGET)
