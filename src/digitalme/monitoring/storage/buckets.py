@@ -6,14 +6,14 @@ coarse level is complete (``done_until``). A read at resolution R is made of
 buckets whose start is in ``[first, last)``; together they cover the window
 once, with no bucket counted twice or missed at their boundaries:
 
-- :func:`segments` (per-step reads, explicit resolutions): R buckets up to
+- :func:`stitch` (per-step reads, explicit resolutions): R buckets up to
   R's ``done_until`` and the next finer level after it, down to the 10 s buckets
   for the newest minutes.
-- :func:`window_segments` (a whole window merged into one bucket): every level
+- :meth:`Levels.window_segments` (a whole window merged into one bucket): every level
   coarser than R also serves the *whole* periods it holds inside the window,
   coarsest first, between its earliest stored bucket and its ``done_until``;
   the edges around them, cut at the next finer level's period boundaries, and
-  what no roll-up covers yet are read as :func:`segments` would. A 24 h window
+  what no roll-up covers yet are read as :func:`stitch` would. A 24 h window
   at 60 s thus reads about 23 hour buckets and at most 120 minute buckets per
   series, not 1,440.
 
@@ -91,7 +91,7 @@ class Levels:
         return allowed[0]
 
     def window_segments(self, resolution: int, start: float, end: float) -> list[Segment]:
-        """As :func:`window_segments`."""
+        """As :meth:`Levels.window_segments`."""
         spans = {
             level: (self.earliest[level], self.done[level])
             for level in RESOLUTIONS
@@ -118,15 +118,8 @@ async def read_levels(connection: AsyncConnection) -> Levels:
     )
 
 
-async def choose_resolution(
-    connection: AsyncConnection, allowed: Sequence[int], start: float
-) -> int:
-    """The finest allowed resolution whose buckets reach back to ``start``, else the finest."""
-    return (await read_levels(connection)).choose(allowed, start)
-
-
 def stitch(resolution: int, start: float, end: float, done: Mapping[int, float]) -> list[Segment]:
-    """:func:`segments` given the roll-up marks ``done`` (resolution -> done until)."""
+    """:func:`stitch` given the roll-up marks ``done`` (resolution -> done until)."""
     parts: list[Segment] = []
     cursor = start
     for level in reversed(RESOLUTIONS[: RESOLUTIONS.index(resolution) + 1]):
@@ -135,16 +128,6 @@ def stitch(resolution: int, start: float, end: float, done: Mapping[int, float])
             parts.append((level, cursor, upper))
             cursor = upper
     return parts
-
-
-async def segments(
-    connection: AsyncConnection, resolution: int, start: float, end: float
-) -> list[Segment]:
-    """Which level to read for which part of ``[start, end)``, coarsest first.
-
-    A level serves up to where its roll-up is done; the finest serves the rest.
-    """
-    return stitch(resolution, start, end, await rollup_marks(connection))
 
 
 def _ceil(value: float, level: int) -> float:
@@ -162,7 +145,7 @@ def whole_periods(
     done: Mapping[int, float],
     spans: Mapping[int, Span],
 ) -> list[Segment]:
-    """:func:`window_segments` given the roll-up marks and each coarse level's ``spans``.
+    """:meth:`Levels.window_segments` given the roll-up marks and each coarse level's ``spans``.
 
     The coarsest level in ``spans`` serves its whole periods inside ``[start, end)``
     and its span; the parts before and after them are split the same way by the
@@ -183,14 +166,6 @@ def whole_periods(
                 *whole_periods(resolution, upper, end, done, finer),
             ]
     return stitch(resolution, start, end, done)
-
-
-async def window_segments(
-    connection: AsyncConnection, resolution: int, start: float, end: float
-) -> list[Segment]:
-    """The segments of a whole-window read of ``[start, end)`` at ``resolution``: the
-    same buckets as :func:`segments`, read from the coarsest level that has them whole."""
-    return (await read_levels(connection)).window_segments(resolution, start, end)
 
 
 async def read_segments(
@@ -260,25 +235,3 @@ async def read_segments(
         query = union_all(*statements)
         query = query.order_by(*(query.selected_columns[c] for c in order))
     return list((await connection.execute(query)).mappings())
-
-
-async def read_buckets(
-    connection: AsyncConnection,
-    series: Mapping[int, object],
-    resolution: int,
-    start: float,
-    end: float,
-    *,
-    sketch: bool,
-    merged: bool = False,
-    instance: str | None = None,
-) -> list[RowMapping]:
-    """Stored buckets of ``series`` starting in ``[start, end)``, stitched at ``resolution``.
-
-    The sketch column is read only when asked: counts and sums need no decoding;
-    ``merged`` and ``instance`` as for :func:`read_segments`.
-    """
-    parts = await segments(connection, resolution, start, end)
-    return await read_segments(
-        connection, series, parts, sketch=sketch, merged=merged, instance=instance
-    )

@@ -16,7 +16,7 @@ the whole minutes and hours inside the window from the 60 s and 3600 s roll-ups
 where they are done, and only the edges and what is not rolled up yet at the
 resolution: the same merge (counts, sums, extremes, sketch bins), from about 23
 hour buckets and at most 120 minute buckets per series for a day instead of
-1,440 (:func:`.buckets.window_segments`). :meth:`TelemetryQueries.metric_points`
+1,440 (:meth:`.buckets.Levels.window_segments`). :meth:`TelemetryQueries.metric_points`
 reads each step at the resolution, stitched; :meth:`TelemetryQueries.busiest_minute`
 reads the busiest minute of each whole hour from the hour roll-up's record of it.
 

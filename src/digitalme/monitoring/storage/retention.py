@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.storage import schema
-from digitalme.monitoring.storage.buckets import cooperatively
+from digitalme.monitoring.storage.buckets import cooperatively, rollup_marks
 from digitalme.monitoring.storage.merging import BucketMerger
 from digitalme.monitoring.storage.store import TelemetryStore
 from digitalme.monitoring.telemetry.sketch import sketch_to_bytes
@@ -84,11 +84,6 @@ def _floor(value: float, resolution: int) -> int:
     return math.floor(value / resolution) * resolution
 
 
-async def _done(connection: AsyncConnection) -> dict[int, float]:
-    result = await connection.execute(select(schema.rollups))
-    return {row.resolution: row.done_until for row in result}
-
-
 async def _first_start(connection: AsyncConnection, resolution: int, lower: float) -> float | None:
     table = schema.metric_buckets
     statement = select(func.min(table.c.start)).where(
@@ -101,7 +96,7 @@ async def _first_start(connection: AsyncConnection, resolution: int, lower: floa
 async def _roll_up(store: TelemetryStore, fine: int, coarse: int, settled: float) -> int:
     """Roll ``fine`` buckets of periods completed by ``settled`` into ``coarse`` ones."""
     async with store.engine.connect() as connection:
-        done = await _done(connection)
+        done = await rollup_marks(connection)
         # a coarse period needs every fine bucket of it, themselves rolled up if not the base
         ready = done.get(fine, -math.inf) if fine != schema.RESOLUTIONS[0] else math.inf
         cutoff = _floor(min(settled, ready), coarse) if math.isfinite(min(settled, ready)) else None
@@ -302,7 +297,7 @@ async def _delete_expired(
         for table in schema.ITEM_TABLES.values():
             result = await connection.execute(table.delete().where(table.c.ts < horizon))
             items += max(result.rowcount, 0)
-        done = await _done(connection)
+        done = await rollup_marks(connection)
         table = schema.metric_buckets
         for index, level in enumerate(levels):
             limit = now - keep_days[level] * DAY
