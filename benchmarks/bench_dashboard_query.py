@@ -47,8 +47,8 @@ Times are spread over ``[now - hours, now)`` at the start of the fill. The fill
 takes minutes, and a cached store (``--reuse``) may be days old, so before each
 measurement everything is moved forward to the present: items by exactly the
 elapsed time, buckets by it rounded down to whole minutes (so that 10 s and 60 s
-buckets stay aligned) and the roll-up marks along with them; the hour level is
-deleted and rebuilt from the moved minutes by the project's roll-up job
+buckets stay aligned) and the roll-up marks along with them; the 10-minute and
+hour levels are deleted and rebuilt from the moved minutes by the project's roll-up job
 (``compact``) before the service starts, with the hour roll-ups of migration
 0006 (the busiest minute of each hour, security events per hour). The newest minute may
 thus lack metric buckets; the 24 h window still reads the whole day. Moving
@@ -93,7 +93,7 @@ from bench_alert_latency import percentile, serve
 from bench_request_overhead import CLIENT_CPU, machine, stop
 
 from digitalme.monitoring.storage import TelemetryStore, compact
-from digitalme.monitoring.storage.schema import ITEM_TABLES, RESOLUTIONS
+from digitalme.monitoring.storage.schema import ITEM_TABLES
 from digitalme.monitoring.telemetry.client import CRITICAL_SECURITY_TYPES, security_severity
 from digitalme.monitoring.telemetry.context import TelemetryContext, score
 from digitalme.monitoring.telemetry.instrumentation.sql import describe_statement
@@ -597,13 +597,11 @@ def move_to_now(data: Path, meta: dict[str, Any]) -> float:
         for table in ITEM_TABLES.values():
             # Names come from the store's own schema.
             connection.execute(f"UPDATE {table.name} SET ts = ts + ?", (shift,))  # noqa: S608
-        # Hours cannot move by whole minutes: drop the hour level, its busiest minutes,
-        # the security events' hours and their marks, and have the service's own
-        # roll-up job rebuild them from the moved minutes and events below.
-        connection.execute(
-            "DELETE FROM telemetry_metric_buckets WHERE resolution = ?", (RESOLUTIONS[-1],)
-        )
-        connection.execute("DELETE FROM telemetry_rollups WHERE resolution = ?", (RESOLUTIONS[-1],))
+        # 10 minutes and hours cannot move by whole minutes: drop those levels, the hours'
+        # busiest minutes, the security events' hours and their marks, and have the
+        # service's own roll-up job rebuild them from the moved minutes and events below.
+        connection.execute("DELETE FROM telemetry_metric_buckets WHERE resolution > ?", (60,))
+        connection.execute("DELETE FROM telemetry_rollups WHERE resolution > ?", (60,))
         found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         rollups = ("telemetry_minute_peaks", "telemetry_security_hours", "telemetry_item_rollups")
         for name in rollups:

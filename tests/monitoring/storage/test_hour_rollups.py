@@ -80,10 +80,13 @@ async def _assert_peaks(store: TelemetryStore) -> None:
         assert found == await _minute_read(store, start, end), (first, last)
 
 
+# from 00:20 the minutes are rolled up an hour at a time from 00:20 (into 10-minute
+# buckets), so each hour's busiest minute is found in two parts and must keep the larger
+@pytest.mark.parametrize("first", ["00:00:00", "00:20:00"])
 async def test_hour_peaks_equal_the_busiest_minute_read_minute_by_minute(
-    store: TelemetryStore,
+    store: TelemetryStore, first: str
 ) -> None:
-    await _fill_buckets(store, at("00:00:00"), at("09:00:00"))
+    await _fill_buckets(store, at(first), at("09:00:00"))
     await compact(store, at("09:30:00"), RETENTION)  # everything rolled up
 
     # one row per hour and name: the largest sum over series and instances of a minute
@@ -101,7 +104,8 @@ async def test_hour_peaks_equal_the_busiest_minute_read_minute_by_minute(
         assert count == max(c for m, c in minutes.items() if hour <= m < hour + HOUR)
     assert max(stored.values()) > min(stored.values())  # the bursts: not a flat figure
 
-    await _assert_peaks(store)
+    if first == "00:00:00":  # (the reference reads hours for a window from before the data)
+        await _assert_peaks(store)
 
 
 async def test_hours_without_a_peak_and_lagging_roll_ups_read_their_minutes(

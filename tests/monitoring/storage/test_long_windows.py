@@ -223,10 +223,12 @@ async def test_windows_ending_now_include_the_partly_filled_last_hour(
 async def test_finer_buckets_removed_by_retention_at_the_start(store: TelemetryStore) -> None:
     data = await _fill(store, at("00:00:00"), at("08:00:00"), ("web-1",))
     now = at("08:00:00") + 2 * DAY
-    # 10 s buckets kept back to 04:30, 60 s buckets back to 02:00, hours all
+    # 10 s buckets kept back to 04:30, 60 s buckets back to 02:00, 600 s ones back to
+    # 01:00, hours all
     retention = RetentionSettings(
         buckets_10s_days=(now - at("04:30:00")) / DAY,
         buckets_1m_days=(now - at("02:00:00")) / DAY,
+        buckets_10m_days=(now - at("01:00:00")) / DAY,
     )
     await compact(store, now, retention)
     # 10 s buckets gone at the start: the window is read at 60 s
@@ -234,8 +236,13 @@ async def test_finer_buckets_removed_by_retention_at_the_start(store: TelemetryS
     await _assert_values(
         store, data, at("04:10:20"), at("07:47:50"), 60, math.inf, ("status_code",)
     )
-    # and 60 s ones too: at 3600 s, as before
-    await _assert_same(store, at("01:10:20"), at("06:47:50"), 3600, group_by=["status_code"])
+    # and 60 s ones too: at 600 s
+    await _assert_same(store, at("01:10:20"), at("06:47:50"), 600, group_by=["status_code"])
+    await _assert_values(
+        store, data, at("01:10:20"), at("06:47:50"), 600, math.inf, ("status_code",)
+    )
+    # and 600 s ones too: at 3600 s
+    await _assert_same(store, at("00:10:20"), at("06:47:50"), 3600, group_by=["status_code"])
 
 
 async def test_minutes_removed_by_retention_are_not_read_for_a_10_s_window(

@@ -14,8 +14,8 @@ once, with no bucket counted twice or missed at their boundaries:
   coarsest first, between its earliest stored bucket and its ``done_until``;
   the edges around them, cut at the next finer level's period boundaries, and
   what no roll-up covers yet are read as :func:`stitch` would. A 24 h window
-  at 60 s thus reads about 23 hour buckets and at most 120 minute buckets per
-  series, not 1,440.
+  at 60 s thus reads about 23 hour buckets, at most 10 ten-minute buckets and 18
+  minute buckets per series (and the 10 s buckets not rolled up yet), not 1,440.
 
 Every boundary between two segments is a multiple of the coarser one's level
 (and so of every finer one), so a coarse bucket holds exactly the finer buckets

@@ -1,19 +1,23 @@
 """Retention of the telemetry store: roll-ups of completed buckets, then deletion.
 
-:func:`compact` rolls completed 10 s buckets up into 60 s buckets and completed
-60 s buckets into 3600 s buckets (counts and sums add, sketches merge), per
-series and instance, and records in ``telemetry_rollups`` how far each level is
-done; queries read coarse buckets before that point and finer ones after it.
-With each hour it records the hour's busiest minute per metric name
-(``telemetry_minute_peaks``: the largest count of one minute, every series and
-instance added up), so the peak per minute of a long window reads one row per
-whole hour. It rolls completed hours of security events up into counts per
-hour, address and type (``telemetry_security_hours``, done up to the
-``security_hours`` mark of ``telemetry_item_rollups``), starting from the oldest
-stored event. It then deletes raw items and buckets older than their retention,
-never fine buckets that are not rolled up yet, and the hour roll-ups with what
-they were made from (the security hours once all their events are gone, the
-minute peaks with the hour buckets).
+:func:`compact` rolls completed buckets up level by level (:data:`~.schema.
+RESOLUTIONS`): 10 s into 60 s, 60 s into 600 s and 600 s into 3600 s (counts and
+sums add, sketches merge), per series and instance, and records in
+``telemetry_rollups`` how far each level is done; queries read coarse buckets
+before that point and finer ones after it. The 10-minute level keeps the edges
+of a long window short: a day read from hours needs at most 5 ten-minute
+buckets and 9 minutes on each side instead of 59 minutes. Rolling minutes up, it
+records each hour's busiest minute per metric name (``telemetry_minute_peaks``:
+the largest count of one minute, every series and instance added up; a chunk
+cut inside an hour keeps the larger of what each part found), so the peak per
+minute of a long window reads one row per whole hour. It rolls completed hours
+of security events up into counts per hour, address and type
+(``telemetry_security_hours``, done up to the ``security_hours`` mark of
+``telemetry_item_rollups``), starting from the oldest stored event. It then
+deletes raw items and buckets older than their retention, never fine buckets
+that are not rolled up yet, and the hour roll-ups with what they were made from
+(the security hours once all their events are gone, the minute peaks with the
+hour buckets).
 
 A bucket is *completed* once its period ended ``settle`` seconds ago, which
 leaves the pipeline time to deliver its last update. Re-running gives the same
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, Double, RowMapping, func, literal, select
+from sqlalchemy import Column, Double, RowMapping, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from digitalme.monitoring.clock import Clock
@@ -162,15 +166,16 @@ async def _roll_chunk(
     if rows:
         await connection.execute(store.bucket_upsert(), rows)
     if fine == MINUTE:
-        await _write_peaks(store, connection, result_rows, coarse)
+        await _write_peaks(store, connection, result_rows)
     return len(rows)
 
 
 async def _write_peaks(
-    store: TelemetryStore, connection: AsyncConnection, rows: Sequence[RowMapping], coarse: int
+    store: TelemetryStore, connection: AsyncConnection, rows: Sequence[RowMapping]
 ) -> None:
-    """Record the busiest minute of each ``coarse`` period in ``rows`` (minute buckets of
-    whole periods) per metric name: every series and instance of the name added up."""
+    """Record the busiest minute of each hour in ``rows`` (minute buckets) per metric name:
+    every series and instance of the name added up. An hour already recorded keeps the
+    larger count, so the parts of an hour rolled up in two chunks give its busiest minute."""
     if not rows:
         return
     series = schema.metric_series
@@ -181,13 +186,15 @@ async def _write_peaks(
         minutes[names[row["series_id"]], row["start"]] += row["count"]
     peaks: dict[tuple[str, float], int] = {}
     for (name, minute), count in minutes.items():
-        period = (name, float(_floor(minute, coarse)))
+        period = (name, float(_floor(minute, HOUR)))
         peaks[period] = max(peaks.get(period, 0), count)
     table = schema.minute_peaks
     statement: Any = store.dialect_insert(table)
+    excluded = statement.excluded["count"]
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.name, table.c.hour],
-        set_={"count": statement.excluded["count"]},
+        # the larger of the two (GREATEST on PostgreSQL, max() on SQLite: a CASE is both)
+        set_={"count": case((excluded > table.c["count"], excluded), else_=table.c["count"])},
     )
     values = [{"name": name, "hour": hour, "count": count} for (name, hour), count in peaks.items()]
     await connection.execute(statement, values)
@@ -290,6 +297,7 @@ async def _delete_expired(
     keep_days = {
         10: retention.buckets_10s_days,
         60: retention.buckets_1m_days,
+        600: retention.buckets_10m_days,
         3600: retention.buckets_1h_days,
     }
     levels = schema.RESOLUTIONS
