@@ -603,7 +603,12 @@ def move_to_now(data: Path, meta: dict[str, Any]) -> float:
         connection.execute("DELETE FROM telemetry_metric_buckets WHERE resolution > ?", (60,))
         connection.execute("DELETE FROM telemetry_rollups WHERE resolution > ?", (60,))
         found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        rollups = ("telemetry_minute_peaks", "telemetry_security_hours", "telemetry_item_rollups")
+        rollups = (
+            "telemetry_minute_peaks",
+            "telemetry_security_hours",
+            "telemetry_item_rollups",
+            "telemetry_active_user_periods",
+        )
         for name in rollups:
             if connection.execute(found, (name,)).fetchone():  # migration 0006 on
                 connection.execute(f"DELETE FROM {name}")  # noqa: S608 (our own names)

@@ -44,9 +44,10 @@ TABLES = {
     "telemetry_minute_peaks",
     "telemetry_security_hours",
     "telemetry_item_rollups",
+    "telemetry_active_user_periods",
     "telemetry_alembic_version",
 }
-HEAD = "0006"
+HEAD = "0007"
 
 
 def _diff(connection: Connection) -> list[object]:

@@ -18,11 +18,14 @@ Where the numbers come from:
   when its start does. ``total`` counts the users of the window's minutes;
   ``current`` those of the minutes starting in its last :data:`ACTIVE_SLICE`
   seconds (``[end - 5 min, end)``, so the last 4 to 5 minutes); ``peak`` is the
-  most in one 5-minute slice, the slices counted back from the end (so
-  ``current`` is the last slice and never exceeds ``peak``). The admin metrics
-  API's own calls count too (an admin is a user). Reading a day costs the union
-  of 1,440 sketches per instance (a few milliseconds), not a scan of the
-  requests. Without a store the minutes come from the live sketches (the last
+  most in one 5-minute slice of the clock (``[12:05, 12:10)``; the window's
+  edges cut the first and last), or ``current`` when that is more (so
+  ``current`` never exceeds ``peak``). The admin metrics API's own calls count
+  too (an admin is a user). From the store, the 5-minute periods the retention
+  job has rolled up are one sketch each (every instance's minutes in one): a
+  day reads 288 sketches and the minutes of its edges, counts each slice
+  without a union and unites the 288 for the total, not a scan of the requests.
+  Without a store the minutes come from the live sketches (the last
   ``telemetry.live_window_seconds``).
 * **Personality profiles** are the host's :data:`PROFILES_METRIC` metric, one
   value per successful action, dimension ``action`` (:class:`ProfileAction`):
@@ -44,14 +47,13 @@ last ``telemetry.live_window_seconds``). An empty window gives 0 for every count
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from enum import StrEnum
 from typing import Any
 
 from digitalme.monitoring.dashboard.series import SeriesReader
 from digitalme.monitoring.dashboard.timewindow import TimeWindow
-from digitalme.monitoring.telemetry.users import ActiveUsers, count_distinct, load
+from digitalme.monitoring.telemetry.users import PERIOD, ActiveUsers, count_distinct, load
 
 __all__ = [
     "ACTIVE_SLICE",
@@ -66,8 +68,8 @@ PROFILES_METRIC = "business.profiles"
 """One value per successful profile action, dimension ``action`` (:class:`ProfileAction`)."""
 CONVERSATIONS_METRIC = "business.conversations"
 """One value per conversation event, dimension ``event`` (:class:`ConversationEvent`)."""
-ACTIVE_SLICE = 300.0
-"""Seconds: the slice of ``current`` and ``peak`` active users."""
+ACTIVE_SLICE = PERIOD
+"""Seconds: the slice of ``current`` and ``peak`` active users (5 minutes)."""
 
 
 class ProfileAction(StrEnum):
@@ -108,20 +110,23 @@ class BusinessReader:
         }
 
     async def _active_users(self, window: TimeWindow) -> dict[str, int]:
-        minutes: list[tuple[float, Any]]
+        recent_start = max(window.start, window.end - ACTIVE_SLICE)
+        sketches: list[tuple[float, Any]]  # minutes, and whole periods from the store
         if self.queries is not None:
             stored = await self.queries.active_user_sketches(window.start, window.end)
-            minutes = [(minute, load(data)) for minute, data in stored]  # decoded once
+            sketches = [(start, load(data)) for start, data in stored]  # decoded once
+            recent = await self.queries.active_user_sketches(recent_start, window.end)
+            current = count_distinct(data for _, data in recent)
         else:
-            minutes = [*self.users.sketches(window.start, window.end)]
-        slices: defaultdict[int, list[Any]] = defaultdict(list)
-        for minute, sketch in minutes:  # slice 0 is [end - 5 min, end), 1 the one before...
-            slices[math.ceil((window.end - minute) / ACTIVE_SLICE) - 1].append(sketch)
-        counts = {index: count_distinct(sketches) for index, sketches in slices.items()}
+            sketches = [*self.users.sketches(window.start, window.end)]
+            current = count_distinct(s for minute, s in sketches if minute >= recent_start)
+        slices: defaultdict[float, list[Any]] = defaultdict(list)
+        for start, sketch in sketches:  # a stored period is a slice of its own
+            slices[start // ACTIVE_SLICE].append(sketch)
         return {
-            "current": counts.get(0, 0),
-            "peak": max(counts.values(), default=0),
-            "total": count_distinct(sketch for _, sketch in minutes),
+            "current": current,
+            "peak": max([current, *(count_distinct(s) for s in slices.values())]),
+            "total": count_distinct(sketch for _, sketch in sketches),
         }
 
     async def _counts(self, name: str, dimension: str, window: TimeWindow) -> dict[str, int]:

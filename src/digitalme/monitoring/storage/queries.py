@@ -48,6 +48,7 @@ from digitalme.monitoring.storage.errors import QueryError
 from digitalme.monitoring.storage.merging import BucketMerger
 from digitalme.monitoring.telemetry.items import ItemKind
 from digitalme.monitoring.telemetry.sketch import Bucket
+from digitalme.monitoring.telemetry.users import PERIOD
 
 RESOLUTIONS = schema.RESOLUTIONS
 SPAN_LIMITS: Mapping[int, float] = {
@@ -388,19 +389,47 @@ class TelemetryQueries:
             return int((await connection.execute(statement)).scalar_one())
 
     async def active_user_sketches(self, start: float, end: float) -> list[tuple[float, bytes]]:
-        """``(minute, serialized HLL sketch)`` of every instance's minutes starting in
-        ``[start, end)``, oldest first (:mod:`~digitalme.monitoring.telemetry.users`)."""
+        """``(start, serialized HLL sketch)`` of the active users of ``[start, end)``, oldest
+        first (:mod:`~digitalme.monitoring.telemetry.users`): one sketch of every instance
+        for each whole 5-minute period (``users.PERIOD``, periods of epoch time) inside
+        the window that the retention job has rolled up, and every instance's minute
+        sketches for the rest. A minute belongs to the window when its start does; the
+        union of the sketches is that of the window's minutes.
+        """
         _check_window(start, end)
-        table = schema.active_users
-        statement = (
-            select(table.c.minute, table.c.sketch)
-            .where(table.c.minute >= start, table.c.minute < end)
-            .order_by(table.c.minute)
-        )
+        minutes, periods = schema.active_users, schema.active_user_periods
+        lower = math.ceil(start / PERIOD) * PERIOD
+        upper = math.floor(end / PERIOD) * PERIOD
         async with self.engine.connect() as connection:
+            if lower < upper:
+                marks = schema.item_rollups
+                done = (
+                    await connection.execute(
+                        select(marks.c.done_until).where(
+                            marks.c.name == schema.ACTIVE_USER_PERIODS
+                        )
+                    )
+                ).scalar()
+                upper = lower if done is None else min(upper, done // PERIOD * PERIOD)
+            whole = lower < upper  # periods rolled up inside the window
+            ranges = [(start, lower), (upper, end)] if whole else [(start, end)]
+            parts = [
+                select(minutes.c.minute.label("start"), minutes.c.sketch).where(
+                    minutes.c.minute >= first, minutes.c.minute < last
+                )
+                for first, last in ranges
+                if first < last
+            ]
+            if whole:
+                parts.append(
+                    select(periods.c.start, periods.c.sketch).where(
+                        periods.c.start >= lower, periods.c.start < upper
+                    )
+                )
+            query = union_all(*parts) if len(parts) > 1 else parts[0]
+            query = query.order_by(query.selected_columns.start)
             return [
-                (float(minute), bytes(sketch))
-                for minute, sketch in await connection.execute(statement)
+                (float(first), bytes(sketch)) for first, sketch in await connection.execute(query)
             ]
 
     async def recent(

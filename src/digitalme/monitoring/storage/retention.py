@@ -13,7 +13,11 @@ cut inside an hour keeps the larger of what each part found), so the peak per
 minute of a long window reads one row per whole hour. It rolls completed hours
 of security events up into counts per hour, address and type
 (``telemetry_security_hours``, done up to the ``security_hours`` mark of
-``telemetry_item_rollups``), starting from the oldest stored event. It then
+``telemetry_item_rollups``), starting from the oldest stored event, and every
+instance's active-user sketches of each completed 5-minute period into one
+(``telemetry_active_user_periods``, up to the ``active_user_periods`` mark), so
+that a day's active users unite 288 sketches instead of 1,440 per instance and
+its 5-minute slices need no union at all. It then
 deletes raw items and buckets older than their retention, never fine buckets
 that are not rolled up yet, and the hour roll-ups with what they were made from
 (the security hours once all their events are gone, the minute peaks with the
@@ -24,7 +28,8 @@ leaves the pipeline time to deliver its last update. Re-running gives the same
 result: roll-ups are recomputed from the fine buckets (or the events) and
 upserted (or replaced), and a level only moves forward. A fine bucket updated
 after its period was rolled up (a pipeline outage longer than ``settle``) stays
-in the fine level only, and so does a security event stored after its hour was.
+in the fine level only, and so does a security event stored after its hour was
+and a minute of active users updated after its period was.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from digitalme.monitoring.storage import schema
 from digitalme.monitoring.storage.buckets import cooperatively, rollup_marks
 from digitalme.monitoring.storage.merging import BucketMerger
 from digitalme.monitoring.storage.store import TelemetryStore
+from digitalme.monitoring.telemetry import users
 from digitalme.monitoring.telemetry.sketch import sketch_to_bytes
 from digitalme.settings import RetentionSettings
 
@@ -55,6 +61,8 @@ FINE_BUCKETS_PER_CHUNK = 60  # fine buckets per series read at once: bounds memo
 DAY = 86400.0
 MINUTE, HOUR = 60, 3600
 SECURITY_HOURS = schema.SECURITY_HOURS
+ACTIVE_USER_PERIODS = schema.ACTIVE_USER_PERIODS
+USER_PERIODS_PER_CHUNK = 12  # 5-minute periods of active users rolled up per transaction
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +73,8 @@ class CompactionReport:
 
     rolled_up: dict[int, int] = field(default_factory=dict)  # coarse resolution -> buckets
     security_hours: int = 0  # hours of security events rolled up
-    deleted_rollups: int = 0  # minute peaks and security hours past retention
+    user_periods: int = 0  # 5-minute periods of active users rolled up
+    deleted_rollups: int = 0  # minute peaks, security hours and user periods past retention
     deleted_items: int = 0
     deleted_buckets: int = 0
 
@@ -79,6 +88,7 @@ async def compact(
     for fine, coarse in itertools.pairwise(levels):
         report.rolled_up[coarse] = await _roll_up(store, fine, coarse, now - settle)
     report.security_hours = await _roll_up_security(store, now - settle)
+    report.user_periods = await _roll_up_users(store, now - settle)
     deleted = await _delete_expired(store, now, retention)
     report.deleted_items, report.deleted_buckets, report.deleted_rollups = deleted
     return report
@@ -255,6 +265,57 @@ async def _roll_up_security(store: TelemetryStore, settled: float) -> int:
     return hours
 
 
+async def _first_user_minute(connection: AsyncConnection, lower: float) -> float | None:
+    table = schema.active_users
+    statement = select(func.min(table.c.minute)).where(table.c.minute >= lower)
+    first: float | None = (await connection.execute(statement)).scalar()
+    return first
+
+
+async def _roll_up_users(store: TelemetryStore, settled: float) -> int:
+    """Unite every instance's minute sketches of each 5-minute period completed by
+    ``settled`` into one sketch per period (``telemetry_active_user_periods``)."""
+    cutoff = float(_floor(settled, int(users.PERIOD)))
+    async with store.engine.connect() as connection:
+        lower = await _item_mark(connection, ACTIVE_USER_PERIODS)
+        if lower is None:
+            lower = await _first_user_minute(connection, -math.inf)
+    if lower is None:  # no minute yet: nothing to start from
+        return 0
+    cursor = float(_floor(lower, int(users.PERIOD)))
+    written = 0
+    minutes, periods = schema.active_users, schema.active_user_periods
+    while cursor < cutoff:
+        async with store.engine.begin() as connection:
+            first = await _first_user_minute(connection, cursor)
+            if first is None or first >= cutoff:
+                await _set_item_mark(store, connection, ACTIVE_USER_PERIODS, cutoff)
+                break
+            cursor = float(_floor(first, int(users.PERIOD)))
+            upper = min(cursor + USER_PERIODS_PER_CHUNK * users.PERIOD, cutoff)
+            # the mark first, as for the security hours: a concurrent run skips the chunk
+            if await _set_item_mark(store, connection, ACTIVE_USER_PERIODS, upper):
+                result = await connection.execute(
+                    select(minutes.c.minute, minutes.c.sketch).where(
+                        minutes.c.minute >= cursor, minutes.c.minute < upper
+                    )
+                )
+                grouped: defaultdict[float, list[bytes]] = defaultdict(list)
+                for minute, sketch in result:
+                    grouped[float(_floor(minute, int(users.PERIOD)))].append(bytes(sketch))
+                rows = [
+                    {"start": start, "sketch": users.unite(sketches)}
+                    for start, sketches in sorted(grouped.items())
+                ]
+                await connection.execute(
+                    periods.delete().where(periods.c.start >= cursor, periods.c.start < upper)
+                )
+                await connection.execute(periods.insert(), rows)
+                written += len(rows)
+        cursor = upper
+    return written
+
+
 async def _set_item_mark(
     store: TelemetryStore, connection: AsyncConnection, name: str, done_until: float
 ) -> bool:
@@ -324,12 +385,16 @@ async def _delete_expired(
         hours = schema.security_hours
         result = await connection.execute(hours.delete().where(hours.c.hour + HOUR <= horizon))
         rollups += max(result.rowcount, 0)
-        # the active users' minute sketches live as long as the minute buckets
-        users = schema.active_users
+        # the active users' minute sketches and periods live as long as the minute buckets
+        minutes, periods = schema.active_users, schema.active_user_periods
         result = await connection.execute(
-            users.delete().where(users.c.minute < now - keep_days[60] * DAY)
+            minutes.delete().where(minutes.c.minute < now - keep_days[60] * DAY)
         )
         buckets += max(result.rowcount, 0)
+        result = await connection.execute(
+            periods.delete().where(periods.c.start < now - keep_days[60] * DAY)
+        )
+        rollups += max(result.rowcount, 0)
     return items, buckets, rollups
 
 

@@ -207,6 +207,19 @@ active_users = Table(
     Column("sketch", LargeBinary, nullable=False),
 )
 
+# migration 0007: the active users of each whole period of ``users.PERIOD`` (5 minutes),
+# every instance's minute sketches in one, rolled up by the retention job up to the
+# ``active_user_periods`` mark of ``telemetry_item_rollups``
+active_user_periods = Table(
+    "telemetry_active_user_periods",
+    metadata,
+    Column("start", Double, primary_key=True),
+    Column("sketch", LargeBinary, nullable=False),
+)
+
+ACTIVE_USER_PERIODS = "active_user_periods"
+"""The ``telemetry_item_rollups`` mark of ``telemetry_active_user_periods``."""
+
 # -- alerting (migration 0002) -------------------------------------------------
 # Alert history is kept: the retention job only deletes items and metric buckets.
 # Times are epoch seconds like the rest of the store; ids are UUID strings, but

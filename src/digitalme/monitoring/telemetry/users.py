@@ -22,10 +22,13 @@ from collections.abc import Iterable
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
-__all__ = ["LG_K", "SLICE", "ActiveUsers", "count_distinct", "load"]
+__all__ = ["LG_K", "PERIOD", "SLICE", "ActiveUsers", "count_distinct", "load", "unite"]
 
 SLICE = 60.0
 """Seconds: the length of one sketch's minute."""
+PERIOD = 300.0
+"""Seconds: the periods the store's retention job unites every instance's minutes into
+(one sketch for 5 minutes), and the dashboard's slice of current and peak users."""
 LG_K = 12
 
 
@@ -40,6 +43,15 @@ def count_distinct(sketches: Iterable[bytes | hll_sketch]) -> int:
     for sketch in sketches:
         union.update(hll_sketch.deserialize(sketch) if isinstance(sketch, bytes) else sketch)
     return round(float(union.get_estimate()))
+
+
+def unite(sketches: Iterable[bytes | hll_sketch]) -> bytes:
+    """The union of ``sketches`` as one serialized sketch (what :func:`load` reads)."""
+    union = hll_union(LG_K)
+    for sketch in sketches:
+        union.update(hll_sketch.deserialize(sketch) if isinstance(sketch, bytes) else sketch)
+    result: bytes = union.get_result(tgt_hll_type.HLL_8).serialize_compact()
+    return result
 
 
 class ActiveUsers:
