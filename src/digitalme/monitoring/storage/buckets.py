@@ -27,6 +27,7 @@ seen at the fine level only, see :mod:`.retention`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,8 +35,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    Double,
     Integer,
     RowMapping,
+    String,
+    bindparam,
     cast,
     func,
     literal,
@@ -101,15 +105,21 @@ class Levels:
         return whole_periods(resolution, start, end, self.done, spans)
 
 
-async def read_levels(connection: AsyncConnection) -> Levels:
-    """Every level's roll-up mark and earliest bucket, in one query (index lookups)."""
+@functools.cache
+def _levels_statement() -> Any:
+    """Every level's earliest bucket and roll-up mark as one row (built once)."""
     table, marks = schema.metric_buckets, schema.rollups
     columns = []
     for level in RESOLUTIONS:
         earliest = select(func.min(table.c.start)).where(table.c.resolution == level)
         done = select(marks.c.done_until).where(marks.c.resolution == level)
         columns += [earliest.scalar_subquery(), done.scalar_subquery()]
-    row = (await connection.execute(select(*columns))).one()
+    return select(*columns)
+
+
+async def read_levels(connection: AsyncConnection) -> Levels:
+    """Every level's roll-up mark and earliest bucket, in one query (index lookups)."""
+    row = (await connection.execute(_levels_statement())).one()
     earliest_of = dict(zip(RESOLUTIONS, row[0::2], strict=True))
     done_of = dict(zip(RESOLUTIONS, row[1::2], strict=True))
     return Levels(
@@ -187,19 +197,35 @@ async def read_segments(
     """
     if not parts:
         return []
+    statement = _segments_statement(
+        tuple(level for level, _, _ in parts), sketch, merged and not sketch, instance is not None
+    )
+    parameters: dict[str, Any] = {"series": sorted(series)}
+    if instance is not None:
+        parameters["instance"] = instance
+    for index, (_, lower, upper) in enumerate(parts):
+        parameters[f"lower_{index}"], parameters[f"upper_{index}"] = lower, upper
+    return list((await connection.execute(statement, parameters)).mappings())
+
+
+@functools.lru_cache(maxsize=256)
+def _segments_statement(levels: tuple[int, ...], sketch: bool, merged: bool, one: bool) -> Any:
+    """The query of :func:`read_segments` for parts at ``levels``, built once per shape: the
+    series, each part's bounds and the instance (when ``one``) are bound parameters
+    (building and caching a statement costs more than running a small one)."""
     table = schema.metric_buckets
     statements: list[Any] = []
-    for index, (level, lower, upper) in enumerate(parts):
+    for index, level in enumerate(levels):
         where = [
-            table.c.series_id.in_(sorted(series)),
+            table.c.series_id.in_(bindparam("series", expanding=True)),
             table.c.resolution == level,
-            table.c.start >= lower,
-            table.c.start < upper,
+            table.c.start >= bindparam(f"lower_{index}", type_=Double),
+            table.c.start < bindparam(f"upper_{index}", type_=Double),
         ]
-        if instance is not None:
-            where.append(table.c.instance == instance)
+        if one:
+            where.append(table.c.instance == bindparam("instance", type_=String))
         part = literal(index, Integer).label("part")
-        if merged and not sketch:
+        if merged:
             # grouped by an expression, not the column: SQLite would otherwise walk the
             # (resolution, start) index for its order, through every series' buckets of the
             # range, instead of each asked series' own through the primary key (4x faster)
@@ -226,12 +252,8 @@ async def read_segments(
             statement = select(*columns).where(*where)
         statements.append(statement)
     # one query for every part, in their order (each part's rows as one query would give)
-    order = (
-        ["part", "start"] if merged and not sketch else ["part", "series_id", "start", "instance"]
-    )
+    order = ["part", "start"] if merged else ["part", "series_id", "start", "instance"]
     if len(statements) == 1:
-        query: Any = statements[0].order_by(*(statements[0].selected_columns[c] for c in order))
-    else:
-        query = union_all(*statements)
-        query = query.order_by(*(query.selected_columns[c] for c in order))
-    return list((await connection.execute(query)).mappings())
+        return statements[0].order_by(*(statements[0].selected_columns[c] for c in order))
+    query = union_all(*statements)
+    return query.order_by(*(query.selected_columns[c] for c in order))
