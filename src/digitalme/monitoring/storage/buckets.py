@@ -71,9 +71,12 @@ async def cooperatively(rows: Sequence[T]) -> AsyncIterator[T]:
         yield row
 
 
+_MARKS = select(schema.rollups)
+
+
 async def rollup_marks(connection: AsyncConnection) -> dict[int, float]:
     """How far each coarse level is rolled up: resolution -> done until."""
-    result = await connection.execute(select(schema.rollups))
+    result = await connection.execute(_MARKS)
     return {row.resolution: row.done_until for row in result}
 
 

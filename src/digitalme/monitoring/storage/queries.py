@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, func, select, union, union_all
+from sqlalchemy import JSON, bindparam, func, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from digitalme.monitoring.storage import schema
@@ -402,14 +402,7 @@ class TelemetryQueries:
         upper = math.floor(end / PERIOD) * PERIOD
         async with self.engine.connect() as connection:
             if lower < upper:
-                marks = schema.item_rollups
-                done = (
-                    await connection.execute(
-                        select(marks.c.done_until).where(
-                            marks.c.name == schema.ACTIVE_USER_PERIODS
-                        )
-                    )
-                ).scalar()
+                done = await item_mark(connection, schema.ACTIVE_USER_PERIODS)
                 upper = lower if done is None else min(upper, done // PERIOD * PERIOD)
             whole = lower < upper  # periods rolled up inside the window
             ranges = [(start, lower), (upper, end)] if whole else [(start, end)]
@@ -495,12 +488,7 @@ async def _weights(
         or not set(columns) <= SECURITY_HOUR_COLUMNS
     ):
         return [(table, [table.c.ts >= start, table.c.ts < end])]
-    marks = schema.item_rollups
-    done = (
-        await connection.execute(
-            select(marks.c.done_until).where(marks.c.name == schema.SECURITY_HOURS)
-        )
-    ).scalar()
+    done = await item_mark(connection, schema.SECURITY_HOURS)
     upper = min(upper, math.floor(done / HOUR) * HOUR) if done is not None else lower
     if lower >= upper:
         return [(table, [table.c.ts >= start, table.c.ts < end])]
@@ -560,13 +548,26 @@ def _filters(table: Any, where: Mapping[str, object] | None) -> list[Any]:
     return conditions
 
 
+_ITEM_MARK = select(schema.item_rollups.c.done_until).where(
+    schema.item_rollups.c.name == bindparam("name")
+)
+_SERIES = select(schema.metric_series.c.id, schema.metric_series.c.dimensions).where(
+    schema.metric_series.c.name == bindparam("name")
+)
+# (statements read on every dashboard read are built once: building one costs more than
+# running it)
+
+
+async def item_mark(connection: AsyncConnection, name: str) -> float | None:
+    """How far the item roll-up ``name`` is done (None: not started)."""
+    done: float | None = (await connection.execute(_ITEM_MARK, {"name": name})).scalar()
+    return done
+
+
 async def _series(
     connection: AsyncConnection, name: str, where: Mapping[str, str] | None = None
 ) -> dict[int, dict[str, str]]:
-    table = schema.metric_series
-    result = await connection.execute(
-        select(table.c.id, table.c.dimensions).where(table.c.name == name)
-    )
+    result = await connection.execute(_SERIES, {"name": name})
     wanted = dict(where or {})
     return {series_id: dims for series_id, dims in result if dims_match(dims, wanted)}
 

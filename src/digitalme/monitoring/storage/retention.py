@@ -51,6 +51,7 @@ from digitalme.monitoring.clock import Clock
 from digitalme.monitoring.storage import schema
 from digitalme.monitoring.storage.buckets import cooperatively, rollup_marks
 from digitalme.monitoring.storage.merging import BucketMerger
+from digitalme.monitoring.storage.queries import item_mark
 from digitalme.monitoring.storage.store import TelemetryStore
 from digitalme.monitoring.telemetry import users
 from digitalme.monitoring.telemetry.sketch import sketch_to_bytes
@@ -210,13 +211,6 @@ async def _write_peaks(
     await connection.execute(statement, values)
 
 
-async def _item_mark(connection: AsyncConnection, name: str) -> float | None:
-    table = schema.item_rollups
-    statement = select(table.c.done_until).where(table.c.name == name)
-    done: float | None = (await connection.execute(statement)).scalar()
-    return done
-
-
 async def _first_event(connection: AsyncConnection, lower: float) -> float | None:
     table = schema.security_events
     statement = select(func.min(table.c.ts)).where(table.c.ts >= lower)
@@ -228,7 +222,7 @@ async def _roll_up_security(store: TelemetryStore, settled: float) -> int:
     """Count the security events of every hour completed by ``settled`` per address and type."""
     cutoff = float(_floor(settled, HOUR))
     async with store.engine.connect() as connection:
-        lower = await _item_mark(connection, SECURITY_HOURS)
+        lower = await item_mark(connection, SECURITY_HOURS)
         if lower is None:
             lower = await _first_event(connection, -math.inf)
     if lower is None:  # no event yet: nothing to start from
@@ -277,7 +271,7 @@ async def _roll_up_users(store: TelemetryStore, settled: float) -> int:
     ``settled`` into one sketch per period (``telemetry_active_user_periods``)."""
     cutoff = float(_floor(settled, int(users.PERIOD)))
     async with store.engine.connect() as connection:
-        lower = await _item_mark(connection, ACTIVE_USER_PERIODS)
+        lower = await item_mark(connection, ACTIVE_USER_PERIODS)
         if lower is None:
             lower = await _first_user_minute(connection, -math.inf)
     if lower is None:  # no minute yet: nothing to start from
