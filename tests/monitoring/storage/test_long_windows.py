@@ -202,6 +202,41 @@ async def test_hours_not_rolled_up_yet_are_read_from_minutes_and_seconds(
         await _assert_values(store, data, start, end, resolution, done, ("status_code",))
 
 
+async def test_a_store_upgraded_to_the_10_minute_level_reads_the_same_throughout(
+    store: TelemetryStore,
+) -> None:
+    """A store whose hours were rolled up from minutes before the 10-minute level existed:
+    reads are right before the level is built, while it is partly built (hours waiting
+    for it) and after."""
+    data = await _fill(store, at("00:00:00"), at("09:00:00"))
+    await compact(store, at("06:30:00"), RETENTION)  # minutes up to 06:29, hours up to 06:00
+    table, marks = schema.metric_buckets, schema.rollups
+    async with store.engine.begin() as connection:  # as if made by the older code
+        await connection.execute(delete(table).where(table.c.resolution == 600))
+        await connection.execute(delete(marks).where(marks.c.resolution == 600))
+    windows = [(at("00:13:20"), at("08:47:50"), 60), (at("02:13:25"), at("08:12:35"), 10)]
+
+    async def check(done: float) -> None:
+        for start, end, resolution in windows:
+            for grouping in GROUPINGS[:3]:
+                await _assert_same(store, start, end, resolution, **grouping)
+            minutes_done = done if resolution == 60 else math.inf
+            await _assert_values(store, data, start, end, resolution, minutes_done, ("route",))
+
+    await check(at("06:29:00"))
+    # the 10-minute level built up to 03:00 only: the hour level cannot move past it
+    async with store.engine.begin() as connection:
+        await connection.execute(delete(table).where(table.c.resolution == 3600))
+        await connection.execute(delete(marks).where(marks.c.resolution == 3600))
+    report = await compact(store, at("03:01:00"), RETENTION)
+    assert report.rolled_up == {60: 0, 600: 2 * 4 * 18, 3600: 2 * 4 * 3}
+    await check(at("06:29:00"))
+    # then everything, the hours from the 10-minute buckets
+    report = await compact(store, at("09:30:00"), RETENTION)
+    assert report.rolled_up == {60: 2 * 4 * 151, 600: 2 * 4 * 36, 3600: 2 * 4 * 6}
+    await check(math.inf)
+
+
 async def test_windows_ending_now_include_the_partly_filled_last_hour(
     store: TelemetryStore,
 ) -> None:
