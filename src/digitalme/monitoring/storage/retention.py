@@ -17,11 +17,11 @@ of security events up into counts per hour, address and type
 instance's active-user sketches of each completed 5-minute period into one
 (``telemetry_active_user_periods``, up to the ``active_user_periods`` mark), so
 that a day's active users unite 288 sketches instead of 1,440 per instance and
-its 5-minute slices need no union at all. It then
-deletes raw items and buckets older than their retention, never fine buckets
-that are not rolled up yet, and the hour roll-ups with what they were made from
-(the security hours once all their events are gone, the minute peaks with the
-hour buckets).
+its 5-minute slices need no union at all. It then deletes raw items and buckets
+older than their retention, never fine buckets that are not rolled up yet, and the
+roll-ups with what they were made from (the security hours once all their events
+are gone, the minute peaks with the hour buckets, the user periods with the
+minutes).
 
 A bucket is *completed* once its period ended ``settle`` seconds ago, which
 leaves the pipeline time to deliver its last update. Re-running gives the same
