@@ -47,10 +47,11 @@ Times are spread over ``[now - hours, now)`` at the start of the fill. The fill
 takes minutes, and a cached store (``--reuse``) may be days old, so before each
 measurement everything is moved forward to the present: items by exactly the
 elapsed time, buckets by it rounded down to whole minutes (so that 10 s and 60 s
-buckets stay aligned) and the roll-up marks along with them; the 10-minute and
-hour levels are deleted and rebuilt from the moved minutes by the project's roll-up job
-(``compact``) before the service starts, with the hour roll-ups of migration
-0006 (the busiest minute of each hour, security events per hour). The newest minute may
+buckets stay aligned) and the roll-up marks along with them; the 5-minute and
+hour levels are deleted and rebuilt from the moved minutes by the project's roll-up
+job (``compact``) before the service starts, with the roll-ups of migrations 0006
+and 0007 (the busiest minute of each hour, security events per hour, active users
+per 5 minutes). The newest minute may
 thus lack metric buckets; the 24 h window still reads the whole day. Moving
 rewrites every item row (about 3.5 minutes for the 24 h store).
 
@@ -597,7 +598,7 @@ def move_to_now(data: Path, meta: dict[str, Any]) -> float:
         for table in ITEM_TABLES.values():
             # Names come from the store's own schema.
             connection.execute(f"UPDATE {table.name} SET ts = ts + ?", (shift,))  # noqa: S608
-        # 10 minutes and hours cannot move by whole minutes: drop those levels, the hours'
+        # 5 minutes and hours cannot move by whole minutes: drop those levels, the hours'
         # busiest minutes, the security events' hours and their marks, and have the
         # service's own roll-up job rebuild them from the moved minutes and events below.
         connection.execute("DELETE FROM telemetry_metric_buckets WHERE resolution > ?", (60,))

@@ -97,7 +97,7 @@ class RetentionSettings(Section):
     raw_items_days: float = Field(default=7.0, gt=0, le=3650)
     buckets_10s_days: float = Field(default=2.0, gt=0, le=3650)
     buckets_1m_days: float = Field(default=30.0, gt=0, le=3650)
-    buckets_10m_days: float = Field(default=90.0, gt=0, le=3650)
+    buckets_5m_days: float = Field(default=90.0, gt=0, le=3650)
     buckets_1h_days: float = Field(default=400.0, gt=0, le=3650)
     interval: float = Field(default=300.0, ge=1, le=86400, description="seconds between runs")
 

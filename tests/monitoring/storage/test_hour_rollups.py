@@ -80,7 +80,7 @@ async def _assert_peaks(store: TelemetryStore) -> None:
         assert found == await _minute_read(store, start, end), (first, last)
 
 
-# from 00:20 the minutes are rolled up an hour at a time from 00:20 (into 10-minute
+# from 00:20 the minutes are rolled up an hour at a time from 00:20 (into 5-minute
 # buckets), so each hour's busiest minute is found in two parts and must keep the larger
 @pytest.mark.parametrize("first", ["00:00:00", "00:20:00"])
 async def test_hour_peaks_equal_the_busiest_minute_read_minute_by_minute(

@@ -202,18 +202,18 @@ async def test_hours_not_rolled_up_yet_are_read_from_minutes_and_seconds(
         await _assert_values(store, data, start, end, resolution, done, ("status_code",))
 
 
-async def test_a_store_upgraded_to_the_10_minute_level_reads_the_same_throughout(
+async def test_a_store_upgraded_to_the_5_minute_level_reads_the_same_throughout(
     store: TelemetryStore,
 ) -> None:
-    """A store whose hours were rolled up from minutes before the 10-minute level existed:
+    """A store whose hours were rolled up from minutes before the 5-minute level existed:
     reads are right before the level is built, while it is partly built (hours waiting
     for it) and after."""
     data = await _fill(store, at("00:00:00"), at("09:00:00"))
     await compact(store, at("06:30:00"), RETENTION)  # minutes up to 06:29, hours up to 06:00
     table, marks = schema.metric_buckets, schema.rollups
     async with store.engine.begin() as connection:  # as if made by the older code
-        await connection.execute(delete(table).where(table.c.resolution == 600))
-        await connection.execute(delete(marks).where(marks.c.resolution == 600))
+        await connection.execute(delete(table).where(table.c.resolution == 300))
+        await connection.execute(delete(marks).where(marks.c.resolution == 300))
     windows = [(at("00:13:20"), at("08:47:50"), 60), (at("02:13:25"), at("08:12:35"), 10)]
 
     async def check(done: float) -> None:
@@ -224,16 +224,16 @@ async def test_a_store_upgraded_to_the_10_minute_level_reads_the_same_throughout
             await _assert_values(store, data, start, end, resolution, minutes_done, ("route",))
 
     await check(at("06:29:00"))
-    # the 10-minute level built up to 03:00 only: the hour level cannot move past it
+    # the 5-minute level built up to 03:00 only: the hour level cannot move past it
     async with store.engine.begin() as connection:
         await connection.execute(delete(table).where(table.c.resolution == 3600))
         await connection.execute(delete(marks).where(marks.c.resolution == 3600))
     report = await compact(store, at("03:01:00"), RETENTION)
-    assert report.rolled_up == {60: 0, 600: 2 * 4 * 18, 3600: 2 * 4 * 3}
+    assert report.rolled_up == {60: 0, 300: 2 * 4 * 36, 3600: 2 * 4 * 3}
     await check(at("06:29:00"))
-    # then everything, the hours from the 10-minute buckets
+    # then everything, the hours from the 5-minute buckets
     report = await compact(store, at("09:30:00"), RETENTION)
-    assert report.rolled_up == {60: 2 * 4 * 151, 600: 2 * 4 * 36, 3600: 2 * 4 * 6}
+    assert report.rolled_up == {60: 2 * 4 * 151, 300: 2 * 4 * 72, 3600: 2 * 4 * 6}
     await check(math.inf)
 
 
@@ -258,12 +258,12 @@ async def test_windows_ending_now_include_the_partly_filled_last_hour(
 async def test_finer_buckets_removed_by_retention_at_the_start(store: TelemetryStore) -> None:
     data = await _fill(store, at("00:00:00"), at("08:00:00"), ("web-1",))
     now = at("08:00:00") + 2 * DAY
-    # 10 s buckets kept back to 04:30, 60 s buckets back to 02:00, 600 s ones back to
+    # 10 s buckets kept back to 04:30, 60 s buckets back to 02:00, 300 s ones back to
     # 01:00, hours all
     retention = RetentionSettings(
         buckets_10s_days=(now - at("04:30:00")) / DAY,
         buckets_1m_days=(now - at("02:00:00")) / DAY,
-        buckets_10m_days=(now - at("01:00:00")) / DAY,
+        buckets_5m_days=(now - at("01:00:00")) / DAY,
     )
     await compact(store, now, retention)
     # 10 s buckets gone at the start: the window is read at 60 s
@@ -271,12 +271,12 @@ async def test_finer_buckets_removed_by_retention_at_the_start(store: TelemetryS
     await _assert_values(
         store, data, at("04:10:20"), at("07:47:50"), 60, math.inf, ("status_code",)
     )
-    # and 60 s ones too: at 600 s
-    await _assert_same(store, at("01:10:20"), at("06:47:50"), 600, group_by=["status_code"])
+    # and 60 s ones too: at 300 s
+    await _assert_same(store, at("01:10:20"), at("06:47:50"), 300, group_by=["status_code"])
     await _assert_values(
-        store, data, at("01:10:20"), at("06:47:50"), 600, math.inf, ("status_code",)
+        store, data, at("01:10:20"), at("06:47:50"), 300, math.inf, ("status_code",)
     )
-    # and 600 s ones too: at 3600 s
+    # and 300 s ones too: at 3600 s
     await _assert_same(store, at("00:10:20"), at("06:47:50"), 3600, group_by=["status_code"])
 
 

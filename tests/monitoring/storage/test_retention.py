@@ -85,11 +85,11 @@ async def test_rollups_keep_counts_and_sums_and_percentiles(store: TelemetryStor
     report = await compact(store, T0 + 2 * HOUR + 120, RETENTION)
 
     levels = await _levels(store)
-    assert set(levels) == {10, 60, 600, 3600}
+    assert set(levels) == {10, 60, 300, 3600}
     for count, value_sum in levels.values():
         assert count == total[0]
         assert abs(value_sum - total[1]) <= 1e-9 * total[1]
-    assert report.rolled_up == {60: 2 * 2 * 90, 600: 2 * 2 * 9, 3600: 2 * 2 * 2}
+    assert report.rolled_up == {60: 2 * 2 * 90, 300: 2 * 2 * 18, 3600: 2 * 2 * 2}
     for target in ("db", "claude"):
         first_hour = [
             v for (t, _, s), vs in data.items() if t == target and s < T0 + HOUR for v in vs
@@ -119,7 +119,7 @@ async def test_compaction_is_idempotent(store: TelemetryStore) -> None:
     third = await _snapshot(store)
 
     assert first
-    assert again.rolled_up == {60: 0, 600: 0, 3600: 0}
+    assert again.rolled_up == {60: 0, 300: 0, 3600: 0}
     assert first == second == third
 
 
@@ -160,7 +160,7 @@ async def test_deletion_follows_each_retention(store: TelemetryStore) -> None:
         raw_items_days=5,
         buckets_10s_days=1,
         buckets_1m_days=5,
-        buckets_10m_days=5,
+        buckets_5m_days=5,
         buckets_1h_days=30,
     )
 
@@ -168,7 +168,7 @@ async def test_deletion_follows_each_retention(store: TelemetryStore) -> None:
 
     assert report.deleted_items == 2
     assert [row["name"] for row in await store.query.recent(ItemKind.EVENT, 10)] == ["new"]
-    assert set(await _levels(store)) == {3600}  # 10 s, 60 s and 600 s buckets are past retention
+    assert set(await _levels(store)) == {3600}  # 10 s, 60 s and 300 s buckets are past retention
     [(_, bucket)] = await store.query.metric_window(NAME, old, old + 2 * HOUR)
     assert bucket.count == sum((await _levels(store))[3600][:1])
 
@@ -184,7 +184,7 @@ async def test_fine_buckets_are_not_deleted_before_they_are_rolled_up(
     # a settle time longer than the data's age: nothing is completed, so nothing rolls up
     report = await compact(store, T0, RETENTION, settle=10 * DAY)
 
-    assert report.rolled_up == {60: 0, 600: 0, 3600: 0}
+    assert report.rolled_up == {60: 0, 300: 0, 3600: 0}
     assert set(await _levels(store)) == {10}
 
 

@@ -14,7 +14,7 @@ once, with no bucket counted twice or missed at their boundaries:
   coarsest first, between its earliest stored bucket and its ``done_until``;
   the edges around them, cut at the next finer level's period boundaries, and
   what no roll-up covers yet are read as :func:`stitch` would. A 24 h window
-  at 60 s thus reads about 23 hour buckets, at most 10 ten-minute buckets and 18
+  at 60 s thus reads about 23 hour buckets, at most 22 five-minute buckets and 8
   minute buckets per series (and the 10 s buckets not rolled up yet), not 1,440.
 
 Every boundary between two segments is a multiple of the coarser one's level

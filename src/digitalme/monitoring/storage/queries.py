@@ -6,16 +6,16 @@ percentiles stay within the sketch's 1% relative error). A bucket belongs to a
 window ``[start, end)`` when its *start* does: align windows to the resolution
 for exact edges; adjacent windows never count a bucket twice.
 
-Resolution: the finest of 10 s (windows up to 6 h), 60 s (up to 7 days), 600 s
+Resolution: the finest of 10 s (windows up to 6 h), 60 s (up to 7 days), 300 s
 (up to 90 days) or 3600 s (beyond), moved to a coarser one when retention has
 already removed the finer buckets at the window's start. A coarse query is
 *stitched* (:mod:`.buckets`), so the newest minutes are never missing from a long
 window. The resolution decides which buckets a window holds (those starting in
 it); :meth:`TelemetryQueries.metric_window` without an explicit resolution then
-reads the whole minutes, 10 minutes and hours inside the window from the roll-ups
+reads the whole minutes, 5 minutes and hours inside the window from the roll-ups
 where they are done, and only the edges and what is not rolled up yet at the
 resolution: the same merge (counts, sums, extremes, sketch bins), from about 23
-hour buckets, at most 10 ten-minute and 18 minute buckets per series for a day
+hour buckets, at most 22 five-minute and 8 minute buckets per series for a day
 instead of 1,440 (:meth:`.buckets.Levels.window_segments`). :meth:`TelemetryQueries.metric_points`
 reads each step at the resolution, stitched; :meth:`TelemetryQueries.busiest_minute`
 reads the busiest minute of each whole hour from the hour roll-up's record of it.
@@ -54,7 +54,7 @@ RESOLUTIONS = schema.RESOLUTIONS
 SPAN_LIMITS: Mapping[int, float] = {
     10: 6 * 3600.0,
     60: 7 * 86400.0,
-    600: 90 * 86400.0,
+    300: 90 * 86400.0,
     3600: math.inf,
 }
 """Longest window (seconds) each resolution serves when the caller gives none."""

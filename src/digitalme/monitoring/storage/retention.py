@@ -1,16 +1,18 @@
 """Retention of the telemetry store: roll-ups of completed buckets, then deletion.
 
 :func:`compact` rolls completed buckets up level by level (:data:`~.schema.
-RESOLUTIONS`): 10 s into 60 s, 60 s into 600 s and 600 s into 3600 s (counts and
+RESOLUTIONS`): 10 s into 60 s, 60 s into 300 s and 300 s into 3600 s (counts and
 sums add, sketches merge), per series and instance, and records in
 ``telemetry_rollups`` how far each level is done; queries read coarse buckets
-before that point and finer ones after it. The 10-minute level keeps the edges
-of a long window short: a day read from hours needs at most 5 ten-minute
-buckets and 9 minutes on each side instead of 59 minutes. Rolling minutes up, it
-records each hour's busiest minute per metric name (``telemetry_minute_peaks``:
-the largest count of one minute, every series and instance added up; a chunk
-cut inside an hour keeps the larger of what each part found), so the peak per
-minute of a long window reads one row per whole hour. It rolls completed hours
+before that point and finer ones after it. The 5-minute level keeps the edges
+of a long window short (a day read from hours needs at most 11 five-minute
+buckets and 4 minutes on each side instead of 59 minutes) and serves charts in
+5-minute steps (a day's chart reads 288 buckets per series instead of 1,440).
+Rolling minutes up, it records each hour's busiest minute per metric name
+(``telemetry_minute_peaks``: the largest count of one minute, every series and
+instance added up; a chunk cut inside an hour keeps the larger of what each part
+found), so the peak per minute of a long window reads one row per whole hour. It
+rolls completed hours
 of security events up into counts per hour, address and type
 (``telemetry_security_hours``, done up to the ``security_hours`` mark of
 ``telemetry_item_rollups``), starting from the oldest stored event, and every
@@ -352,7 +354,7 @@ async def _delete_expired(
     keep_days = {
         10: retention.buckets_10s_days,
         60: retention.buckets_1m_days,
-        600: retention.buckets_10m_days,
+        300: retention.buckets_5m_days,
         3600: retention.buckets_1h_days,
     }
     levels = schema.RESOLUTIONS

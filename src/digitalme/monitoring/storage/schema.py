@@ -5,7 +5,7 @@ database with the host. Times are epoch seconds in double precision; every row
 carries the ``instance`` that wrote it, for several instances on one database.
 
 Metric buckets exist at four resolutions (:data:`RESOLUTIONS`): the pipeline
-writes 10 s buckets, the retention job rolls completed ones up into 60 s, 600 s
+writes 10 s buckets, the retention job rolls completed ones up into 60 s, 300 s
 and 3600 s buckets and records how far each roll-up has got in
 ``telemetry_rollups``, so that queries can stitch coarse and fine buckets.
 """
@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from digitalme.monitoring.telemetry.items import ItemKind
 
-RESOLUTIONS: tuple[int, ...] = (10, 60, 600, 3600)
+RESOLUTIONS: tuple[int, ...] = (10, 60, 300, 3600)
 """Bucket resolutions in seconds, finest first; each divides the next."""
 
 metadata = MetaData()
