@@ -41,7 +41,7 @@ import contextlib
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,103 +213,114 @@ async def _write_peaks(
     await connection.execute(statement, values)
 
 
-async def _first_event(connection: AsyncConnection, lower: float) -> float | None:
-    table = schema.security_events
-    statement = select(func.min(table.c.ts)).where(table.c.ts >= lower)
-    first: float | None = (await connection.execute(statement)).scalar()
+ChunkWork = Callable[[AsyncConnection, float, float], Awaitable[int]]
+
+
+async def _first_at(connection: AsyncConnection, time: Column[Any], lower: float) -> float | None:
+    """The earliest ``time`` (a column of epoch seconds) at or after ``lower``."""
+    first: float | None = (
+        await connection.execute(select(func.min(time)).where(time >= lower))
+    ).scalar()
     return first
+
+
+async def _roll_up_items(
+    store: TelemetryStore,
+    mark: str,
+    time: Column[Any],
+    period: int,
+    settled: float,
+    work: ChunkWork,
+    *,
+    periods_per_chunk: int = 1,
+) -> int:
+    """Roll up the rows whose ``time`` falls in each ``period`` completed by ``settled``,
+    from the ``mark`` of ``telemetry_item_rollups`` on (from the first row on the first run),
+    ``periods_per_chunk`` periods a transaction: ``work(connection, lower, upper)`` replaces
+    the roll-ups of ``[lower, upper)`` and returns how many it wrote. The mark moves first:
+    an instance rolling the same chunk up at the same time waits for this transaction on
+    the mark's row, then finds it moved and skips the chunk."""
+    cutoff = float(_floor(settled, period))
+    async with store.engine.connect() as connection:
+        lower = await item_mark(connection, mark)
+        if lower is None:
+            lower = await _first_at(connection, time, -math.inf)
+    if lower is None:  # no row yet: nothing to start from
+        return 0
+    cursor = float(_floor(lower, period))
+    written = 0
+    while cursor < cutoff:
+        async with store.engine.begin() as connection:
+            first = await _first_at(connection, time, cursor)
+            if first is None or first >= cutoff:
+                await _set_item_mark(store, connection, mark, cutoff)
+                break
+            cursor = float(_floor(first, period))
+            upper = min(cursor + periods_per_chunk * period, cutoff)
+            if await _set_item_mark(store, connection, mark, upper):
+                written += await work(connection, cursor, upper)
+        cursor = upper
+    return written
 
 
 async def _roll_up_security(store: TelemetryStore, settled: float) -> int:
     """Count the security events of every hour completed by ``settled`` per address and type."""
-    cutoff = float(_floor(settled, HOUR))
-    async with store.engine.connect() as connection:
-        lower = await item_mark(connection, SECURITY_HOURS)
-        if lower is None:
-            lower = await _first_event(connection, -math.inf)
-    if lower is None:  # no event yet: nothing to start from
-        return 0
-    cursor = float(_floor(lower, HOUR))
-    hours = 0
     events, table = schema.security_events, schema.security_hours
-    while cursor < cutoff:
-        async with store.engine.begin() as connection:
-            first = await _first_event(connection, cursor)
-            if first is None or first >= cutoff:
-                await _set_item_mark(store, connection, SECURITY_HOURS, cutoff)
-                break
-            cursor = float(_floor(first, HOUR))
-            upper = cursor + HOUR
-            # the mark first: an instance rolling the same hour up at the same time waits
-            # for this transaction on the mark's row, then finds it moved and skips the hour
-            if await _set_item_mark(store, connection, SECURITY_HOURS, upper):
-                await connection.execute(table.delete().where(table.c.hour == cursor))
-                counts = (
-                    select(
-                        literal(cursor, Double).label("hour"),
-                        events.c.event_type,
-                        events.c.client_ip,
-                        func.sum(events.c.weight),
-                    )
-                    .where(events.c.ts >= cursor, events.c.ts < upper)
-                    .group_by(events.c.event_type, events.c.client_ip)
-                )
-                columns = ["hour", "event_type", "client_ip", "weight"]
-                await connection.execute(table.insert().from_select(columns, counts))
-                hours += 1
-        cursor = upper
-    return hours
 
+    async def count_hour(connection: AsyncConnection, hour: float, end: float) -> int:
+        await connection.execute(table.delete().where(table.c.hour == hour))
+        counts = (
+            select(
+                literal(hour, Double).label("hour"),
+                events.c.event_type,
+                events.c.client_ip,
+                func.sum(events.c.weight),
+            )
+            .where(events.c.ts >= hour, events.c.ts < end)
+            .group_by(events.c.event_type, events.c.client_ip)
+        )
+        columns = ["hour", "event_type", "client_ip", "weight"]
+        await connection.execute(table.insert().from_select(columns, counts))
+        return 1
 
-async def _first_user_minute(connection: AsyncConnection, lower: float) -> float | None:
-    table = schema.active_users
-    statement = select(func.min(table.c.minute)).where(table.c.minute >= lower)
-    first: float | None = (await connection.execute(statement)).scalar()
-    return first
+    return await _roll_up_items(store, SECURITY_HOURS, events.c.ts, HOUR, settled, count_hour)
 
 
 async def _roll_up_users(store: TelemetryStore, settled: float) -> int:
     """Unite every instance's minute sketches of each 5-minute period completed by
     ``settled`` into one sketch per period (``telemetry_active_user_periods``)."""
-    cutoff = float(_floor(settled, int(users.PERIOD)))
-    async with store.engine.connect() as connection:
-        lower = await item_mark(connection, ACTIVE_USER_PERIODS)
-        if lower is None:
-            lower = await _first_user_minute(connection, -math.inf)
-    if lower is None:  # no minute yet: nothing to start from
-        return 0
-    cursor = float(_floor(lower, int(users.PERIOD)))
-    written = 0
     minutes, periods = schema.active_users, schema.active_user_periods
-    while cursor < cutoff:
-        async with store.engine.begin() as connection:
-            first = await _first_user_minute(connection, cursor)
-            if first is None or first >= cutoff:
-                await _set_item_mark(store, connection, ACTIVE_USER_PERIODS, cutoff)
-                break
-            cursor = float(_floor(first, int(users.PERIOD)))
-            upper = min(cursor + USER_PERIODS_PER_CHUNK * users.PERIOD, cutoff)
-            # the mark first, as for the security hours: a concurrent run skips the chunk
-            if await _set_item_mark(store, connection, ACTIVE_USER_PERIODS, upper):
-                result = await connection.execute(
-                    select(minutes.c.minute, minutes.c.sketch).where(
-                        minutes.c.minute >= cursor, minutes.c.minute < upper
-                    )
-                )
-                grouped: defaultdict[float, list[bytes]] = defaultdict(list)
-                for minute, sketch in result:
-                    grouped[float(_floor(minute, int(users.PERIOD)))].append(bytes(sketch))
-                rows = [
-                    {"start": start, "sketch": users.unite(sketches)}
-                    for start, sketches in sorted(grouped.items())
-                ]
-                await connection.execute(
-                    periods.delete().where(periods.c.start >= cursor, periods.c.start < upper)
-                )
-                await connection.execute(periods.insert(), rows)
-                written += len(rows)
-        cursor = upper
-    return written
+    period = int(users.PERIOD)
+
+    async def unite(connection: AsyncConnection, lower: float, upper: float) -> int:
+        result = await connection.execute(
+            select(minutes.c.minute, minutes.c.sketch).where(
+                minutes.c.minute >= lower, minutes.c.minute < upper
+            )
+        )
+        grouped: defaultdict[float, list[bytes]] = defaultdict(list)
+        for minute, sketch in result:
+            grouped[float(_floor(minute, period))].append(bytes(sketch))
+        rows = [
+            {"start": start, "sketch": users.unite(sketches)}
+            for start, sketches in sorted(grouped.items())
+        ]
+        await connection.execute(
+            periods.delete().where(periods.c.start >= lower, periods.c.start < upper)
+        )
+        if rows:
+            await connection.execute(periods.insert(), rows)
+        return len(rows)
+
+    return await _roll_up_items(
+        store,
+        ACTIVE_USER_PERIODS,
+        minutes.c.minute,
+        period,
+        settled,
+        unite,
+        periods_per_chunk=USER_PERIODS_PER_CHUNK,
+    )
 
 
 async def _set_item_mark(

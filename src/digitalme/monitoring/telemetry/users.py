@@ -37,20 +37,21 @@ def load(data: bytes) -> hll_sketch:
     return hll_sketch.deserialize(data)
 
 
-def count_distinct(sketches: Iterable[bytes | hll_sketch]) -> int:
-    """Distinct users of the union of ``sketches`` (serialized or not); 0 for none."""
+def _union(sketches: Iterable[bytes | hll_sketch]) -> hll_union:
     union = hll_union(LG_K)
     for sketch in sketches:
         union.update(hll_sketch.deserialize(sketch) if isinstance(sketch, bytes) else sketch)
-    return round(float(union.get_estimate()))
+    return union
+
+
+def count_distinct(sketches: Iterable[bytes | hll_sketch]) -> int:
+    """Distinct users of the union of ``sketches`` (serialized or not); 0 for none."""
+    return round(float(_union(sketches).get_estimate()))
 
 
 def unite(sketches: Iterable[bytes | hll_sketch]) -> bytes:
     """The union of ``sketches`` as one serialized sketch (what :func:`load` reads)."""
-    union = hll_union(LG_K)
-    for sketch in sketches:
-        union.update(hll_sketch.deserialize(sketch) if isinstance(sketch, bytes) else sketch)
-    result: bytes = union.get_result(tgt_hll_type.HLL_8).serialize_compact()
+    result: bytes = _union(sketches).get_result(tgt_hll_type.HLL_8).serialize_compact()
     return result
 
 
